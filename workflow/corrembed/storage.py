@@ -1,0 +1,68 @@
+"""Atomic file writing.
+
+Snakemake trusts any output file that exists after a job. Writing to a temporary file in the
+same directory and renaming it over the target (atomic on POSIX) means an interrupted job
+leaves either the previous file or nothing, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    The temporary file is removed if the block raises. Parent directories are created.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically (NaN written as null)."""
+    write_text(path, json.dumps(_nan_to_none(obj), indent=2, sort_keys=False) + "\n")
+
+
+def write_table(path: str | os.PathLike, table) -> None:
+    """Write a polars DataFrame to ``path`` atomically; format from the suffix (.csv/.parquet)."""
+    suffix = Path(path).suffix.lower()
+    with atomic_path(path) as tmp:
+        if suffix == ".csv":
+            table.write_csv(tmp)
+        elif suffix == ".parquet":
+            table.write_parquet(tmp)
+        else:
+            raise ValueError(f"write_table: unsupported suffix {suffix!r} for {path}")
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    return obj
