@@ -1,0 +1,30 @@
+# The README's two commands: `make run` (install + run the workflow) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 8
+
+.PHONY: run test install install-test clean
+
+# Re-install only when the package metadata changes.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+run: install
+	$(BIN)/snakemake --cores $(CORES)
+
+test: install-test
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf results logs .snakemake

@@ -1,0 +1,47 @@
+"""Logging for workflow jobs.
+
+Each rule has a ``log:`` file; :func:`job_logging` sends Python logging, warnings and anything
+printed to stderr there, so ``tail -f logs/...`` shows a job's progress and its error message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+
+from .errors import CorrEmbedError
+
+
+@contextlib.contextmanager
+def job_logging(path: str | os.PathLike, name: str) -> Iterator[logging.Logger]:
+    """Log to ``path`` for the duration of a job; yields the job's logger.
+
+    A :class:`CorrEmbedError` is logged as its message alone (it already says what to do);
+    any other exception with its traceback. Either way the exception propagates, so the job fails.
+    """
+    stream = open(path, "a", buffering=1, encoding="utf-8")  # line-buffered: readable when tailed
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    saved_stderr, sys.stderr = sys.stderr, stream
+    logger = logging.getLogger(f"corrembed.{name}")
+    try:
+        yield logger
+    except CorrEmbedError as error:
+        logger.error("%s", error)
+        print(f"\nCorrEmbed error in {name}:\n{error}\n", file=saved_stderr)
+        raise
+    except BaseException:
+        logger.error("unexpected failure:\n%s", traceback.format_exc())
+        raise
+    finally:
+        sys.stderr = saved_stderr
+        root.removeHandler(handler)
+        stream.close()

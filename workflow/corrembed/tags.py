@@ -1,0 +1,252 @@
+"""Tag vectors and entropy weights (the "tags" stage).
+
+A tag vector is weighted multi-hot: one slot per (category, value) pair seen in the catalogue;
+every value an item has in category ``c`` gets the category's weight ``w_c`` (binary variant: 1).
+
+Entropy weights follow the paper: ``w_c = 1 - H_c / ln(n_c + 1)`` with ``H_c = -sum p ln p`` over the
+value distribution of ``c`` plus a "None" state for items lacking ``c``, and ``n_c`` the number of
+distinct values of ``c`` in the catalogue. Two sources:
+
+- ``interactions``: per user with more than ``min_user_interactions`` interactions, the
+  distribution over the items that user interacted with (each interaction counts, repeats too);
+  normalized entropies are averaged over those users (the paper's method).
+- ``catalogue``: the distribution over the catalogue's items. It measures how skewed the
+  catalogue is, not how consistent users are (see SPEC.md), so it is reported but not the headline.
+
+Multi-valued categories: each (item, value) occurrence counts once and ``p`` is normalized by the
+number of occurrences (plus "None"s), so it is a proper distribution; for single-valued categories
+this is exactly count / number of items (or of the user's interactions).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from .errors import ConfigError
+from .storage import atomic_path
+
+log = logging.getLogger(__name__)
+
+WEIGHTINGS = ("binary", "entropy")
+CATEGORY_TABLE_COLUMNS = (
+    "category",
+    "n_values",
+    "entropy",
+    "normalized_entropy",
+    "weight",
+    "source",
+    "n_users",
+)
+
+
+def _entropy_table(counts: pl.DataFrame, group: list[str]) -> pl.DataFrame:
+    """Natural-log entropy of ``count`` within each ``group`` (counts include the None state)."""
+    return (
+        counts.filter(pl.col("count") > 0)
+        .with_columns(p=pl.col("count") / pl.col("count").sum().over(group))
+        .group_by(group)
+        .agg(entropy=-(pl.col("p") * pl.col("p").log()).sum())
+    )
+
+
+def _n_values(tags: pl.DataFrame) -> pl.DataFrame:
+    return tags.group_by("category").agg(n_values=pl.col("value").n_unique())
+
+
+def catalogue_weights(tags: pl.DataFrame, item_ids) -> pl.DataFrame:
+    """Entropy weights from the catalogue's own value distribution.
+
+    tags: long table (item_id, category, value); item_ids: every catalogue item (items without
+    a category count in its None state). Returns the category table (CATEGORY_TABLE_COLUMNS).
+    """
+    n_items = len(item_ids)
+    value_counts = tags.group_by("category", "value").agg(count=pl.len().cast(pl.Int64))
+    none_counts = (
+        tags.group_by("category")
+        .agg(count=n_items - pl.col("item_id").n_unique().cast(pl.Int64))
+        .with_columns(value=pl.lit(None, pl.String))
+    )
+    counts = pl.concat([value_counts, none_counts.select(value_counts.columns)])
+    entropy = _entropy_table(counts, ["category"])
+    return _finish(entropy.join(_n_values(tags), on="category"), source="catalogue", n_users=None)
+
+
+def interaction_weights(
+    tags: pl.DataFrame, interactions: pl.DataFrame, *, min_user_interactions: int = 10
+) -> pl.DataFrame | None:
+    """Entropy weights from users' interactions (the paper's per-user method).
+
+    interactions: (user_id, item_id), one row per interaction, item ids known to the catalogue.
+    Users with more than ``min_user_interactions`` interactions count; each user's normalized
+    entropy per category is averaged over those users. Returns the category table, or None when
+    no user qualifies (the caller falls back to catalogue weights and says so).
+    """
+    per_user = interactions.group_by("user_id").agg(n=pl.len())
+    users = per_user.filter(pl.col("n") > min_user_interactions)
+    if users.height == 0:
+        return None
+    events = interactions.join(users.select("user_id", "n"), on="user_id")
+    value_counts = (
+        events.join(tags, on="item_id")
+        .group_by("user_id", "category", "value")
+        .agg(count=pl.len().cast(pl.Int64))
+    )
+    categories = tags.select("category").unique()
+    # Interactions with items lacking the category: the user's total minus those having it.
+    having = (
+        events.join(tags.select("item_id", "category").unique(), on="item_id")
+        .group_by("user_id", "category")
+        .agg(having=pl.len())
+    )
+    none_counts = (
+        users.join(categories, how="cross")
+        .join(having, on=["user_id", "category"], how="left")
+        .with_columns(count=(pl.col("n") - pl.col("having").fill_null(0)).cast(pl.Int64))
+        .with_columns(value=pl.lit(None, pl.String))
+        .select(value_counts.columns)
+    )
+    counts = pl.concat([value_counts, none_counts])
+    # Every (user, category) pair has at least one state, so each gets an entropy (0 when the
+    # user's interactions all share one value, or all lack the category).
+    per_user_entropy = (
+        _entropy_table(counts, ["user_id", "category"])
+        .join(_n_values(tags), on="category")
+        .with_columns(normalized_entropy=pl.col("entropy") / (pl.col("n_values") + 1).log())
+    )
+    mean = per_user_entropy.group_by("category").agg(
+        pl.col("entropy").mean(), pl.col("normalized_entropy").mean(), pl.col("n_values").first()
+    )
+    return _finish(mean, source="interactions", n_users=users.height)
+
+
+def _finish(table: pl.DataFrame, *, source: str, n_users: int | None) -> pl.DataFrame:
+    if "normalized_entropy" not in table.columns:
+        table = table.with_columns(
+            normalized_entropy=pl.col("entropy") / (pl.col("n_values") + 1).log()
+        )
+    return (
+        table.with_columns(
+            weight=1.0 - pl.col("normalized_entropy"),
+            source=pl.lit(source),
+            n_users=pl.lit(n_users, pl.Int64),
+            n_values=pl.col("n_values").cast(pl.Int64),
+        )
+        .select(CATEGORY_TABLE_COLUMNS)
+        .sort("category")
+    )
+
+
+def category_table(
+    tags: pl.DataFrame,
+    item_ids,
+    weighting: str,
+    *,
+    interactions: pl.DataFrame | None = None,
+    min_user_interactions: int = 10,
+) -> pl.DataFrame:
+    """The category table for one weighting scheme.
+
+    ``binary``: entropies from the best available source for reference, weight 1.
+    ``entropy``: interactions when given and some user qualifies, else the catalogue
+    (logged as a warning: it is not what the paper measured).
+    """
+    if weighting not in WEIGHTINGS:
+        raise ConfigError(f"unknown weighting {weighting!r}; use one of {', '.join(WEIGHTINGS)}")
+    table = None
+    if interactions is not None:
+        table = interaction_weights(tags, interactions, min_user_interactions=min_user_interactions)
+        if table is None:
+            log.warning(
+                "no user has more than %d interactions: entropy weights fall back to the "
+                "catalogue's value distribution, which measures catalogue skew, not user "
+                "consistency",
+                min_user_interactions,
+            )
+    if table is None:
+        table = catalogue_weights(tags, item_ids)
+    if weighting == "binary":
+        table = table.with_columns(weight=pl.lit(1.0), source=pl.lit("binary"))
+    return table
+
+
+@dataclass(frozen=True)
+class TagVectors:
+    """Tag vectors of a catalogue, rows aligned with ``item_ids``.
+
+    matrix: (n_items, n_slots) scipy CSR, float64; slot_category, slot_value: (n_slots,) str
+    arrays naming each column; item_ids: (n_items,) str array.
+    """
+
+    matrix: sp.csr_matrix
+    item_ids: np.ndarray
+    slot_category: np.ndarray
+    slot_value: np.ndarray
+
+
+def tag_vectors(tags: pl.DataFrame, item_ids, weights: dict[str, float]) -> TagVectors:
+    """Weighted multi-hot tag vectors.
+
+    tags: long table (item_id, category, value); item_ids: (n,) row order of the result;
+    weights: category -> weight. Categories absent from ``weights`` are excluded. Items without
+    any tag get an all-zero row. Slots are sorted by (category, value).
+    """
+    item_ids = np.asarray(item_ids, dtype=str)
+    kept = tags.filter(pl.col("category").is_in(list(weights)))
+    slots = kept.select("category", "value").unique().sort("category", "value")
+    slot_index = slots.with_row_index("slot")
+    rows = pl.DataFrame({"item_id": item_ids}).with_row_index("row")
+    entries = kept.join(rows, on="item_id").join(slot_index, on=["category", "value"])
+    weight_of = pl.DataFrame(
+        {"category": list(weights), "weight": [float(w) for w in weights.values()]}
+    )
+    entries = entries.join(weight_of, on="category")
+    matrix = sp.csr_matrix(
+        (
+            entries["weight"].to_numpy().astype(np.float64),
+            (entries["row"].to_numpy(), entries["slot"].to_numpy()),
+        ),
+        shape=(len(item_ids), slots.height),
+    )
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()  # a zero-weight category contributes nothing
+    return TagVectors(
+        matrix=matrix,
+        item_ids=item_ids,
+        slot_category=slots["category"].to_numpy().astype(str),
+        slot_value=slots["value"].to_numpy().astype(str),
+    )
+
+
+def save_tag_vectors(path: str | os.PathLike, vectors: TagVectors) -> None:
+    """Write tag vectors to an ``.npz`` file atomically (no pickled objects)."""
+    m = vectors.matrix
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh,
+            data=m.data,
+            indices=m.indices,
+            indptr=m.indptr,
+            shape=np.asarray(m.shape, dtype=np.int64),
+            item_ids=vectors.item_ids.astype(str),
+            slot_category=vectors.slot_category.astype(str),
+            slot_value=vectors.slot_value.astype(str),
+        )
+
+
+def load_tag_vectors(path: str | os.PathLike) -> TagVectors:
+    """Read tag vectors written by :func:`save_tag_vectors`."""
+    with np.load(Path(path), allow_pickle=False) as z:
+        matrix = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+        return TagVectors(
+            matrix=matrix,
+            item_ids=z["item_ids"],
+            slot_category=z["slot_category"],
+            slot_value=z["slot_value"],
+        )
