@@ -16,10 +16,14 @@ Files written into ``out_dir``:
   ``occasion``, ``material``, ``season`` and ``style`` are sometimes empty. The background is drawn
   but deliberately not tagged (it is not a product property).
 - ``interactions.csv``: ``user_id``, ``item_id``. Every user has 1-2 favourite colours and 1-2
-  favourite garment categories and mostly picks items matching both; pattern plays no part in
-  the choice. So per-user entropy is low for colour and category and high for pattern, which is
-  what interaction-based entropy weighting should find. About 85 % of users have 11-40
-  interactions, the rest 2-10 (excluded by the paper's "more than 10 orders" rule).
+  favourite garment categories; each interaction follows each preference with probability 0.9
+  (else a uniformly random colour / category), then picks an item of that colour and category
+  that the user has not had, else a fresh one of a favourite colour and category, else repeats
+  one (like a repeat rental: with few favourites in a small catalogue, repeats are common, about
+  a third of the rows at the default size). Pattern plays no part in the choice. So per-user
+  entropy is low for colour and category and high for pattern, which is what interaction-based
+  entropy weighting should find. About 85 % of users have 11-30 interactions, the rest 2-10
+  (excluded by the paper's "more than 10 orders" rule).
 
 Same arguments -> byte-identical files (fixed JPEG settings, no timestamps, seeded numpy RNG).
 """
@@ -119,6 +123,8 @@ SEASONS = {
 STYLES = ("minimal", "classic", "streetwear", "vintage", "bohemian", "sporty")
 # Probability that an item lacks the category (empty cell).
 MISSING_RATE = {"occasion": 0.05, "material": 0.10, "season": 0.20, "style": 0.15}
+# Probability that an interaction follows the user's colour (category) preference.
+PREFERENCE_STRENGTH = 0.9
 
 
 def make_demo_catalogue(
@@ -141,16 +147,19 @@ def make_demo_catalogue(
     out = Path(out_dir).absolute()
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
+    # Independent streams, so that e.g. the image size changes no tag and no interaction.
+    item_rng, image_rng, user_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
+    )
 
-    items = _draw_items(rng, n_items)
+    items = _draw_items(item_rng, n_items)
     n_images = 0
     for item in items:
         views = [item["item_id"]] + ([item["item_id"] + "_b"] if item["second_view"] else [])
         for view_index, stem in enumerate(views):
             picture = render_product(
                 item["category"], item["colour"], item["pattern"], item["background"],
-                rng=rng, image_size=image_size, variant=item["second_view"] if view_index else None,
+                rng=image_rng, image_size=image_size, variant=item["second_view"] if view_index else None,
             )
             with atomic_path(images_dir / f"{stem}.jpg") as tmp:
                 picture.save(tmp, format="JPEG", quality=JPEG_QUALITY, optimize=False, subsampling=2)
@@ -164,7 +173,7 @@ def make_demo_catalogue(
     )
     write_table(out / "manifest.csv", manifest)
 
-    interactions = _draw_interactions(rng, items, n_users)
+    interactions = _draw_interactions(user_rng, items, n_users)
     write_table(out / "interactions.csv", interactions)
 
     return {
@@ -231,28 +240,58 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
 def _draw_interactions(
     rng: np.random.Generator, items: list[dict[str, Any]], n_users: int
 ) -> pl.DataFrame:
-    """Users choose items matching their favourite colours and categories ~20x more often.
-
-    Each user draws distinct items with probability proportional to
-    ``(1 + 19 * colour_match) * (1 + 19 * category_match)``; pattern never enters.
+    """Each interaction: a colour and a category, each a favourite with probability
+    ``PREFERENCE_STRENGTH`` (else uniform), then an item of that colour and category: one the user
+    has not had yet if possible, else a fresh one of a favourite colour and favourite category,
+    else a repeat (of that colour and category, or of a favourite one). Only when the catalogue
+    has none of these, an item of that colour. Pattern never enters the choice.
     """
-    colours = np.array([item["colour"] for item in items])
-    categories = np.array([item["category"] for item in items])
-    item_ids = [item["item_id"] for item in items]
+    colours, categories = list(COLOURS), list(CATEGORIES)
+    by_combination: dict[tuple[str, str], list[int]] = {}
+    by_colour: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        by_combination.setdefault((item["colour"], item["category"]), []).append(index)
+        by_colour.setdefault(item["colour"], []).append(index)
     width = max(4, len(str(n_users)))
     users, chosen = [], []
     for user in range(n_users):
-        liked_colours = rng.choice(list(COLOURS), size=int(rng.integers(1, 3)), replace=False)
-        liked_categories = rng.choice(CATEGORIES, size=int(rng.integers(1, 3)), replace=False)
-        weight = (1.0 + 19.0 * np.isin(colours, liked_colours)) * (
-            1.0 + 19.0 * np.isin(categories, liked_categories)
-        )
-        n = int(rng.integers(11, 41)) if rng.random() < 0.85 else int(rng.integers(2, 11))
-        n = min(n, len(items))
-        picks = rng.choice(len(items), size=n, replace=False, p=weight / weight.sum())
-        users.extend([f"u{user + 1:0{width}d}"] * n)
-        chosen.extend(item_ids[i] for i in picks)
-    return pl.DataFrame({"user_id": users, "item_id": chosen}, schema={"user_id": pl.String, "item_id": pl.String})
+        liked_colours = [colours[i] for i in rng.choice(len(colours), rng.integers(1, 3), replace=False)]
+        liked_categories = [
+            categories[i] for i in rng.choice(len(categories), rng.integers(1, 3), replace=False)
+        ]
+        liked = [
+            i for i, item in enumerate(items)
+            if item["colour"] in liked_colours and item["category"] in liked_categories
+        ]
+        n = int(rng.integers(11, 31)) if rng.random() < 0.85 else int(rng.integers(2, 11))
+        had: set[int] = set()
+        for _ in range(n):
+            colour = _preferred(rng, liked_colours, colours)
+            category = _preferred(rng, liked_categories, categories)
+            exact = by_combination.get((colour, category), [])
+            same_colour = by_colour.get(colour, [])
+            candidates = (
+                [i for i in exact if i not in had]
+                or [i for i in liked if i not in had]
+                or exact
+                or liked
+                or [i for i in same_colour if i not in had]
+                or same_colour
+            )
+            pick = candidates[rng.integers(len(candidates))]
+            had.add(pick)
+            users.append(f"u{user + 1:0{width}d}")
+            chosen.append(items[pick]["item_id"])
+    return pl.DataFrame(
+        {"user_id": users, "item_id": chosen}, schema={"user_id": pl.String, "item_id": pl.String}
+    )
+
+
+def _preferred(rng: np.random.Generator, liked: list[str], every: list[str]) -> str:
+    """A favourite with probability PREFERENCE_STRENGTH, else any value (uniformly)."""
+    if rng.random() < PREFERENCE_STRENGTH:
+        return liked[rng.integers(len(liked))]
+    return every[rng.integers(len(every))]
 
 
 def render_product(

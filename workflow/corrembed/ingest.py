@@ -51,7 +51,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 from PIL import Image
@@ -97,6 +97,7 @@ class IngestOptions:
             (format specs such as ``{id:0>5}`` work on the string value). Overrides
             ``image_column``.
         image_separator: separator of several image paths in one cell (``None``: one per cell).
+            Default ``";"``.
         tag_columns: wide format: the tag category columns (default: every column except the
             item and image columns).
         category_column, value_column: long format: the category and value columns.
@@ -109,7 +110,7 @@ class IngestOptions:
     item_column: str = "item_id"
     image_column: str | None = "image"
     image_template: str | None = None
-    image_separator: str | None = None
+    image_separator: str | None = ";"
     tag_columns: tuple[str, ...] | None = None
     category_column: str = "category"
     value_column: str = "value"
@@ -117,9 +118,9 @@ class IngestOptions:
     exclude_categories: tuple[str, ...] = ()
     on_unreadable: str = "reject"
 
-    # Keys of the config's ``catalogue:`` mapping that are file locations for the workflow,
-    # not reading options; from_config ignores them.
-    NON_OPTION_KEYS = frozenset({"manifest", "interactions"})
+    # Keys of the config's ``catalogue:`` mapping that are not reading options (the manifest's
+    # location); from_config ignores them.
+    NON_OPTION_KEYS = frozenset({"manifest"})
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -157,8 +158,8 @@ class IngestOptions:
     def from_config(cls, catalogue: Mapping[str, Any] | None) -> IngestOptions:
         """Options from the config's ``catalogue:`` mapping (keys = attribute names).
 
-        The keys ``manifest`` and ``interactions`` (file locations) are ignored; any other unknown
-        key raises ConfigError listing the valid ones.
+        The key ``manifest`` (the file's location) is ignored; any other unknown key raises
+        ConfigError listing the valid ones.
         """
         catalogue = dict(catalogue or {})
         valid = [f.name for f in dataclasses.fields(cls)]
@@ -166,7 +167,7 @@ class IngestOptions:
         if unknown:
             raise ConfigError(
                 f"catalogue: unknown option(s) {unknown}; valid options are {valid} "
-                f"(plus the file locations {sorted(cls.NON_OPTION_KEYS)})"
+                f"(plus {sorted(cls.NON_OPTION_KEYS)})"
             )
         return cls(**{k: v for k, v in catalogue.items() if k in valid})
 
@@ -676,20 +677,17 @@ def read_catalogue(
     return tables[0], tables[1]
 
 
-@dataclass(frozen=True)
-class Interactions:
-    """An interactions log restricted to catalogue items.
+class Interactions(NamedTuple):
+    """An interactions log restricted to catalogue items; unpacks as ``(table, n_unknown_items)``.
 
     Attributes:
         table: polars DataFrame with string columns user_id, item_id, in file order; repeated
             (user, item) rows are kept (a user may order an item twice).
-        n_unknown_items: rows dropped because their item is not in the catalogue.
-        n_incomplete_rows: rows dropped because the user or item id is empty.
+        n_unknown_items: rows dropped because their item id is empty or not in the catalogue.
     """
 
     table: pl.DataFrame
     n_unknown_items: int
-    n_incomplete_rows: int
 
 
 def read_interactions(
@@ -701,8 +699,9 @@ def read_interactions(
 ) -> Interactions:
     """Read a (user, item) interactions log (CSV or Parquet), ids as strings.
 
-    Rows whose item is not in ``item_ids`` (the catalogue's kept items) are dropped and counted.
-    Raises ManifestError for a missing file, an unsupported suffix or missing columns.
+    Rows whose item is empty or not in ``item_ids`` (the catalogue's kept items) are dropped and
+    counted. Raises ManifestError for a missing file, an unsupported suffix, missing columns or
+    rows without a user id (per-user statistics cannot place them).
     """
     path = Path(path)
     table = read_table_as_strings(path, what="interactions log")
@@ -710,14 +709,14 @@ def read_interactions(
     table = table.select(
         pl.col(user_column).alias("user_id"), pl.col(item_column).alias("item_id")
     )
-    complete = table.filter(
-        pl.col("user_id").str.strip_chars().str.len_chars() > 0,
-        pl.col("item_id").str.strip_chars().str.len_chars() > 0,
+    no_user = table.with_row_index("row", offset=1).filter(
+        pl.col("user_id").is_null() | (pl.col("user_id").str.strip_chars() == "")
     )
+    if no_user.height:
+        raise ManifestError(
+            f"interactions log {path}: {no_user.height} row(s) have an empty {user_column!r} "
+            f"(first: data row {no_user['row'][0]}); remove them or give them a user id"
+        )
     known = pl.Series("item_id", list(dict.fromkeys(item_ids)), dtype=pl.String)
-    kept = complete.filter(pl.col("item_id").is_in(known.implode()))
-    return Interactions(
-        table=kept,
-        n_unknown_items=complete.height - kept.height,
-        n_incomplete_rows=table.height - complete.height,
-    )
+    kept = table.filter(pl.col("item_id").is_in(known.implode()))
+    return Interactions(table=kept, n_unknown_items=table.height - kept.height)
