@@ -1,0 +1,451 @@
+"""Tests of corrembed.score against slow independent oracles (scipy) and invariances."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.spatial.distance import pdist, squareform
+from scipy.stats import pearsonr, spearmanr
+
+from corrembed import score
+from corrembed.errors import ScoringError
+
+# --------------------------------------------------------------------------------------------
+# Oracles: naive full float64 similarity matrices, scipy statistics row by row
+# --------------------------------------------------------------------------------------------
+
+
+def cosine_matrix(a: np.ndarray) -> np.ndarray:
+    """Naive (n, n) float64 cosine similarity, pair by pair; a zero row has similarity 0."""
+    a = np.asarray(a, dtype=np.float64)
+    n = a.shape[0]
+    norms = [np.sqrt(np.dot(row, row)) for row in a]
+    out = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i, n):
+            if norms[i] > 0 and norms[j] > 0:
+                out[i, j] = out[j, i] = np.dot(a[i], a[j]) / (norms[i] * norms[j])
+    return out
+
+
+def oracle_per_anchor(sim_emb, sim_tag, tags_dense, anchors, include_self, ranks=False):
+    """r_a by scipy.stats.pearsonr (or spearmanr on 12-decimal rounded rows), NaN where undefined."""
+    n = sim_emb.shape[0]
+    out = []
+    for a in anchors:
+        keep = np.ones(n, dtype=bool)
+        if not include_self:
+            keep[a] = False
+        x, y = sim_emb[a, keep], sim_tag[a, keep]
+        if ranks:
+            x, y = np.round(x, 12), np.round(y, 12)
+        if not tags_dense[a].any() or np.ptp(x) == 0 or np.ptp(y) == 0:
+            out.append(np.nan)
+            continue
+        out.append(spearmanr(x, y)[0] if ranks else pearsonr(x, y)[0])
+    return np.array(out)
+
+
+def assert_same_nan_close(actual, expected, atol):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
+    ok = ~np.isnan(expected)
+    np.testing.assert_allclose(actual[ok], expected[ok], rtol=0, atol=atol)
+
+
+def make_data(n=101, d=9, t=24, seed=0, structured=0.0):
+    """Random float64 embeddings and sparse-ish tag vectors with awkward rows.
+
+    Rows 3, 7, 40: all-zero tags (duplicated zero tag vectors); row 5: zero embedding;
+    rows 11, 12: identical tags; rows 20, 21: identical embeddings.
+    """
+    rng = np.random.default_rng(seed)
+    tags = (rng.random((n, t)) < 0.2) * rng.choice([1.0, 0.5, 2.0], size=(n, t))
+    if n > 40:
+        tags[[3, 7, 40]] = 0.0
+        tags[12] = tags[11]
+    x = rng.standard_normal((n, d)) + structured * (tags @ rng.standard_normal((t, d)))
+    if n > 40:
+        x[5] = 0.0
+        x[21] = x[20]
+    return x, tags
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, tags = make_data()
+    return x, tags, cosine_matrix(x), cosine_matrix(tags)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-anchor Pearson (CorrEmbed) against the oracle
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", ["blockwise", "factored"])
+@pytest.mark.parametrize("include_self", [False, True])
+@pytest.mark.parametrize("block_size", [7, 64, 1000])
+def test_corrembed_matches_scipy_oracle(data, strategy, include_self, block_size):
+    x, tags, sim_x, sim_t = data
+    result = score.corrembed(
+        x, sp.csr_matrix(tags), anchors="all", include_self=include_self,
+        block_size=block_size, strategy=strategy,
+    )
+    expected = oracle_per_anchor(sim_x, sim_t, tags, np.arange(len(x)), include_self)
+    assert_same_nan_close(result.per_anchor, expected, atol=1e-9)
+    assert result.mean == pytest.approx(np.nanmean(expected), abs=1e-12)
+    assert result.n_skipped == int(np.isnan(expected).sum())
+    # Zero tag rows 3, 7, 40 and the zero embedding row 5 are skipped.
+    assert result.n_zero_tags == 3
+    assert result.n_skipped == 4
+    assert result.n_items == len(x)
+    np.testing.assert_array_equal(result.anchors, np.arange(len(x)))
+
+
+@pytest.mark.parametrize("strategy", ["blockwise", "factored"])
+def test_corrembed_explicit_anchors_with_duplicates_and_dense_tags(data, strategy):
+    x, tags, sim_x, sim_t = data
+    anchors = np.array([40, 3, 3, 11, 12, 0, 100, 5, 11])
+    result = score.corrembed(x, tags, anchors=anchors, block_size=4, strategy=strategy)
+    np.testing.assert_array_equal(result.anchors, anchors)
+    expected = oracle_per_anchor(sim_x, sim_t, tags, anchors, include_self=False)
+    assert_same_nan_close(result.per_anchor, expected, atol=1e-9)
+    assert result.n_zero_tags == 3
+    assert result.n_skipped == 4
+
+
+def test_float32_input_close_to_float64_oracle(data):
+    x, tags, sim_x, sim_t = data
+    expected = oracle_per_anchor(sim_x, sim_t, tags, np.arange(len(x)), False)
+    for strategy in ("blockwise", "factored"):
+        result = score.corrembed(x.astype(np.float32), tags, anchors="all", strategy=strategy, block_size=16)
+        assert_same_nan_close(result.per_anchor, expected, atol=2e-5)
+
+
+def test_auto_strategy_equals_both_forced_strategies():
+    x, tags = make_data(n=400, d=6, t=30, seed=3)
+    ops = score._prepare(x, tags)
+    assert score._use_factored(ops, 400, "auto")  # d << n: factored is cheaper
+    wide = score._prepare(np.random.default_rng(0).standard_normal((50, 4096)), tags[:50])
+    assert not score._use_factored(wide, 50, "auto")
+    results = [score.corrembed(x, tags, anchors=150, strategy=s).per_anchor for s in ("auto", "blockwise", "factored")]
+    np.testing.assert_allclose(results[0], results[1], atol=1e-12)
+    np.testing.assert_allclose(results[0], results[2], atol=1e-12)
+
+
+def test_block_size_larger_than_n_and_tiny_n():
+    x, tags = make_data(n=5, d=3, t=6, seed=1)
+    tags[3] = 0.0  # one all-zero tag vector
+    sim_x, sim_t = cosine_matrix(x), cosine_matrix(tags)
+    for include_self in (False, True):
+        result = score.corrembed(x, tags, anchors="all", block_size=50, include_self=include_self, strategy="blockwise")
+        expected = oracle_per_anchor(sim_x, sim_t, tags, np.arange(5), include_self)
+        assert_same_nan_close(result.per_anchor, expected, atol=1e-9)
+        assert result.n_zero_tags == 1
+
+
+# --------------------------------------------------------------------------------------------
+# All-pairs Pearson, Spearman variants
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", ["blockwise", "factored"])
+@pytest.mark.parametrize("block_size", [6, 33, 500])
+def test_allpairs_pearson_matches_pdist(strategy, block_size):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((90, 11))
+    tags = (rng.random((90, 20)) < 0.25).astype(float)
+    tags[tags.sum(1) == 0, 0] = 1.0  # pdist's cosine needs non-zero rows
+    expected = pearsonr(1 - pdist(x, "cosine"), 1 - pdist(tags, "cosine"))[0]
+    got = score.allpairs_pearson(x, sp.csr_matrix(tags), block_size=block_size, strategy=strategy)
+    assert got == pytest.approx(expected, abs=1e-9)
+
+
+def test_allpairs_pearson_with_zero_rows_matches_naive_upper_triangle(data):
+    x, tags, sim_x, sim_t = data
+    iu = np.triu_indices(len(x), 1)
+    expected = pearsonr(sim_x[iu], sim_t[iu])[0]
+    for strategy in ("blockwise", "factored"):
+        assert score.allpairs_pearson(x, tags, strategy=strategy, block_size=10) == pytest.approx(expected, abs=1e-9)
+
+
+def tied_data(n=500, seed=11):
+    """Tags from few categorical values (many tied tag similarities) and embeddings with
+    duplicated rows and few distinct coordinates (tied embedding similarities)."""
+    rng = np.random.default_rng(seed)
+    slots = []
+    for size in (2, 3, 4):
+        one_hot = np.zeros((n, size))
+        one_hot[np.arange(n), rng.integers(0, size, n)] = 1.0
+        slots.append(one_hot)
+    tags = np.hstack(slots)
+    tags[rng.random(n) < 0.05] = 0.0  # some untagged items
+    x = rng.integers(-2, 3, size=(n, 4)).astype(float) + tags[:, :4]
+    return x, tags
+
+
+def test_allpairs_spearman_exact_matches_scipy_with_ties():
+    x, tags = tied_data()
+    sim_x, sim_t = cosine_matrix(x), cosine_matrix(tags)
+    iu = np.triu_indices(len(x), 1)
+    expected = spearmanr(np.round(sim_x[iu], 12), np.round(sim_t[iu], 12))[0]
+    result = score.allpairs_spearman(x, sp.csr_matrix(tags), block_size=37)
+    assert result.method == "exact"
+    assert result.n_pairs == iu[0].size
+    assert result.standard_error == 0.0
+    assert result.value == pytest.approx(expected, abs=1e-9)
+    # Many exact ties on both sides, so the tie handling is really exercised.
+    assert np.unique(np.round(sim_t[iu], 12)).size < 30
+    assert np.unique(np.round(sim_x[iu], 12)).size < iu[0].size / 50
+
+
+def test_allpairs_spearman_float32_embeddings_with_ties():
+    x, tags = tied_data(n=300, seed=5)
+    sim_x = cosine_matrix(x.astype(np.float32).astype(np.float64))
+    sim_t = cosine_matrix(tags)
+    iu = np.triu_indices(len(x), 1)
+    result = score.allpairs_spearman(x.astype(np.float32), tags, block_size=64)
+    # float32 products differ from the float64 oracle in the last bits, which can reorder near-ties.
+    assert result.value == pytest.approx(spearmanr(np.round(sim_x[iu], 12), np.round(sim_t[iu], 12))[0], abs=2e-3)
+
+
+def test_allpairs_spearman_sampled_is_seeded_and_close_to_exact():
+    x, tags = tied_data(n=400, seed=2)
+    x = x + 0.3 * np.random.default_rng(0).standard_normal(x.shape)
+    exact = score.allpairs_spearman(x, tags)
+    sampled = score.allpairs_spearman(x, tags, max_exact_pairs=1000, sample_pairs=40_000, seed=9)
+    again = score.allpairs_spearman(x, tags, max_exact_pairs=1000, sample_pairs=40_000, seed=9)
+    other = score.allpairs_spearman(x, tags, max_exact_pairs=1000, sample_pairs=40_000, seed=10)
+    assert sampled.method == "sampled" and sampled.n_pairs == 40_000
+    assert sampled == again
+    assert other.value != sampled.value
+    assert 0 < sampled.standard_error < 0.02
+    assert abs(sampled.value - exact.value) < 5 * sampled.standard_error
+
+
+@pytest.mark.parametrize("include_self", [False, True])
+def test_anchor_spearman_matches_scipy_with_ties(include_self):
+    x, tags = tied_data(n=200, seed=4)
+    sim_x, sim_t = cosine_matrix(x), cosine_matrix(tags)
+    result = score.anchor_spearman(x, tags, anchors=60, include_self=include_self, block_size=25)
+    expected = oracle_per_anchor(sim_x, sim_t, tags, result.anchors, include_self, ranks=True)
+    assert_same_nan_close(result.per_anchor, expected, atol=1e-9)
+    via_method = score.corrembed(x, tags, anchors=60, include_self=include_self, method="spearman")
+    np.testing.assert_array_equal(via_method.per_anchor, result.per_anchor)
+
+
+# --------------------------------------------------------------------------------------------
+# Invariances (hypothesis)
+# --------------------------------------------------------------------------------------------
+
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def random_case(seed, n, d, t):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    tags = (rng.random((n, t)) < 0.3) * rng.random((n, t))
+    return rng, x, tags
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**32 - 1), n=st.integers(4, 40), d=st.integers(1, 6), t=st.integers(1, 8),
+    scale=st.floats(1e-3, 1e3), include_self=st.booleans(), strategy=st.sampled_from(["blockwise", "factored"]),
+)
+def test_invariant_to_positive_scaling(seed, n, d, t, scale, include_self, strategy):
+    rng, x, tags = random_case(seed, n, d, t)
+    tags[0, 0] = 1.0  # at least one tagged item
+    kwargs = dict(anchors="all", include_self=include_self, strategy=strategy, block_size=5)
+    try:
+        base = score.corrembed(x, tags, **kwargs)
+    except ScoringError:
+        return  # degenerate draw: no defined anchor at all
+    row_scales = rng.uniform(0.01, 100.0, size=(n, 1))
+    tag_scales = rng.uniform(0.01, 100.0, size=(n, 1))
+    for x2, t2 in ((scale * x, tags), (row_scales * x, tag_scales * tags)):
+        other = score.corrembed(x2, t2, **kwargs)
+        assert_same_nan_close(other.per_anchor, base.per_anchor, atol=1e-9)
+    assert score.allpairs_pearson(row_scales * x, tags) == pytest.approx(
+        score.allpairs_pearson(x, tags), abs=1e-9, nan_ok=True
+    )
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(4, 40), d=st.integers(1, 6), t=st.integers(1, 8),
+       include_self=st.booleans(), method=st.sampled_from(["pearson", "spearman"]))
+def test_invariant_to_consistent_permutation_of_items(seed, n, d, t, include_self, method):
+    rng, x, tags = random_case(seed, n, d, t)
+    tags[0, 0] = 1.0
+    anchors = rng.integers(0, n, size=min(n, 7))
+    perm = rng.permutation(n)  # new item k is old item perm[k]
+    inverse = np.argsort(perm)
+    try:
+        base = score.corrembed(x, tags, anchors=anchors, include_self=include_self, method=method, block_size=3)
+    except ScoringError:
+        return
+    moved = score.corrembed(
+        x[perm], sp.csr_matrix(tags[perm]), anchors=inverse[anchors], include_self=include_self,
+        method=method, block_size=4,
+    )
+    assert_same_nan_close(moved.per_anchor, base.per_anchor, atol=1e-9)
+    assert score.allpairs_pearson(x[perm], tags[perm]) == pytest.approx(
+        score.allpairs_pearson(x, tags), abs=1e-9, nan_ok=True
+    )
+    assert score.allpairs_spearman(x[perm], tags[perm]).value == pytest.approx(
+        score.allpairs_spearman(x, tags).value, abs=1e-9, nan_ok=True
+    )
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(5, 40), d=st.integers(2, 6), include_self=st.booleans())
+def test_cosine_distance_gives_the_same_correlation(seed, n, d, include_self):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    tags = (rng.random((n, 6)) < 0.4).astype(float)
+    tags[:, 0] = 1.0  # no zero rows: pdist's cosine distance is defined everywhere
+    dist_x, dist_t = squareform(pdist(x, "cosine")), squareform(pdist(tags, "cosine"))
+    anchors = np.arange(n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant rows: scipy warns, the oracle returns NaN
+        from_distances = oracle_per_anchor(dist_x, dist_t, tags, anchors, include_self)
+    result = score.corrembed(x, tags, anchors="all", include_self=include_self, block_size=8)
+    assert_same_nan_close(result.per_anchor, from_distances, atol=1e-9)
+    iu = np.triu_indices(n, 1)
+    if np.ptp(dist_t[iu]) > 0:
+        assert score.allpairs_pearson(x, tags) == pytest.approx(pearsonr(dist_x[iu], dist_t[iu])[0], abs=1e-9)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(3, 300), k=st.integers(1, 320))
+def test_anchor_sampling_reproducible_from_seed(seed, n, k):
+    first = score.resolve_anchors(k, n, seed)
+    np.testing.assert_array_equal(first, score.resolve_anchors(k, n, seed))
+    assert first.dtype == np.int64
+    assert first.size == min(k, n)
+    assert np.unique(first).size == first.size
+    assert first.min() >= 0 and first.max() < n
+    np.testing.assert_array_equal(
+        first, np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False)) if k < n else np.arange(n)
+    )
+
+
+def test_different_seed_draws_different_anchors_and_report_is_reproducible():
+    x, tags = make_data(n=300, d=5, t=20, seed=8, structured=1.0)
+    a = score.corrembed(x, tags, anchors=50, seed=1)
+    b = score.corrembed(x, tags, anchors=50, seed=1)
+    c = score.corrembed(x, tags, anchors=50, seed=2)
+    np.testing.assert_array_equal(a.per_anchor, b.per_anchor)
+    assert not np.array_equal(a.anchors, c.anchors)
+    r1 = score.score_report(x, tags, anchors=50, seed=3, bootstrap=200)
+    r2 = score.score_report(x, tags, anchors=50, seed=3, bootstrap=200)
+    assert r1.as_dict() == r2.as_dict()
+
+
+# --------------------------------------------------------------------------------------------
+# Report: controls, bootstrap, fields
+# --------------------------------------------------------------------------------------------
+
+
+def structured_catalogue(n=800, d=32, seed=21):
+    """Items with 3 categorical tags; embeddings are a noisy function of the tags."""
+    rng = np.random.default_rng(seed)
+    blocks = []
+    for size in (5, 8, 4):
+        one_hot = np.zeros((n, size))
+        one_hot[np.arange(n), rng.integers(0, size, n)] = 1.0
+        blocks.append(one_hot)
+    tags = np.hstack(blocks)
+    x = tags @ rng.standard_normal((tags.shape[1], d)) + 0.8 * rng.standard_normal((n, d))
+    return x, sp.csr_matrix(tags)
+
+
+@pytest.fixture(scope="module")
+def report():
+    x, tags = structured_catalogue()
+    return x, tags, score.score_report(x, tags, anchors=300, seed=5, bootstrap=500)
+
+
+def test_controls_near_zero_where_real_embeddings_correlate(report):
+    _, _, rep = report
+    assert rep.corrembed > 0.4
+    assert rep.allpairs_pearson > 0.4
+    assert rep.anchor_spearman > 0.3
+    assert rep.allpairs_spearman > 0.3
+    for control in (rep.control_random, rep.control_shuffled_embeddings, rep.control_shuffled_tags):
+        assert abs(control) < 0.03
+
+
+def test_report_matches_standalone_functions(report):
+    x, tags, rep = report
+    base = score.corrembed(x, tags, anchors=300, seed=5)
+    assert rep.corrembed == pytest.approx(base.mean, abs=1e-12)
+    np.testing.assert_array_equal(rep.anchors, base.anchors)
+    np.testing.assert_allclose(rep.per_anchor_pearson, base.per_anchor, atol=1e-12)
+    assert rep.anchor_spearman == pytest.approx(score.anchor_spearman(x, tags, anchors=300, seed=5).mean, abs=1e-12)
+    assert rep.allpairs_pearson == pytest.approx(score.allpairs_pearson(x, tags), abs=1e-12)
+    assert rep.allpairs_spearman == pytest.approx(score.allpairs_spearman(x, tags).value, abs=1e-12)
+    assert (rep.ci_low, rep.ci_high) == score.bootstrap_interval(base.per_anchor, 500, 0.95, 5)
+    d = rep.as_dict()
+    for key in (
+        "corrembed", "ci_low", "ci_high", "allpairs_pearson", "anchor_spearman", "allpairs_spearman",
+        "allpairs_spearman_method", "allpairs_spearman_se", "n_items", "n_anchors", "n_anchors_skipped",
+        "control_random", "control_shuffled_embeddings", "control_shuffled_tags",
+    ):
+        assert key in d
+    assert d["n_items"] == 800 and d["n_anchors"] == 300 and d["allpairs_spearman_method"] == "exact"
+    table = rep.per_anchor_table()
+    assert table.columns == ["anchor", "r_pearson", "r_spearman"]
+    assert table.height == 300
+    no_controls = score.score_report(x, tags, anchors=300, seed=5, bootstrap=500, controls=False)
+    assert np.isnan(no_controls.control_random) and no_controls.corrembed == rep.corrembed
+
+
+def test_bootstrap_interval_contains_mean_and_narrows_with_more_anchors():
+    x, tags = structured_catalogue(n=1200, d=16, seed=2)
+    widths = []
+    for k in (60, 1000):
+        result = score.corrembed(x, tags, anchors=k, seed=1)
+        low, high = score.bootstrap_interval(result.per_anchor, 1000, 0.95, seed=0)
+        assert low < result.mean < high
+        widths.append(high - low)
+    assert widths[1] < 0.5 * widths[0]  # ~ 1/sqrt(k): sqrt(60/1000) = 0.24
+
+
+def test_bootstrap_interval_oracle_and_nan_handling():
+    values = np.random.default_rng(0).normal(0.2, 0.1, 400)
+    with_nan = np.concatenate([values, [np.nan, np.nan]])
+    low, high = score.bootstrap_interval(with_nan, 2000, 0.9, seed=4)
+    rng = np.random.default_rng(4)
+    means = values[rng.integers(0, values.size, size=(2000, values.size))].mean(axis=1)
+    assert (low, high) == tuple(np.quantile(means, [0.05, 0.95]))
+    # Normal theory: half-width ~ 1.645 * 0.1 / sqrt(400).
+    assert (high - low) / 2 == pytest.approx(1.645 * values.std() / 20, rel=0.15)
+
+
+# --------------------------------------------------------------------------------------------
+# Errors a user can hit
+# --------------------------------------------------------------------------------------------
+
+
+def test_errors_name_the_problem():
+    x, tags = make_data(n=20, d=3, t=5)
+    with pytest.raises(ScoringError, match="rows must be aligned"):
+        score.corrembed(x, tags[:-1])
+    bad = x.copy()
+    bad[4, 1] = np.nan
+    with pytest.raises(ScoringError, match="first row 4"):
+        score.corrembed(bad, tags)
+    with pytest.raises(ScoringError, match="no anchor has a defined"):
+        score.corrembed(x, np.zeros_like(tags))
+    with pytest.raises(ScoringError, match=r"\[0, 20\)"):
+        score.corrembed(x, tags, anchors=np.array([0, 20]))
+    with pytest.raises(ScoringError, match="at least 3 items"):
+        score.corrembed(x[:2], tags[:2])
+    with pytest.raises(ScoringError, match="anchors must be"):
+        score.corrembed(x, tags, anchors="some")
