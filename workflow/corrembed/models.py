@@ -105,12 +105,13 @@ def available_archs() -> list[str]:
     return list_models(module=torchvision.models)
 
 
-def parse_model_spec(spec: Mapping[str, Any] | ModelSpec, *, model_name: str) -> ModelSpec:
+def parse_model_spec(spec: Mapping[str, Any] | ModelSpec, *, model_name: str,
+                     check_files: bool = True) -> ModelSpec:
     """Validate a config model spec and resolve its arch and weights.
 
     Raises :class:`ConfigError` for an unknown key, arch, weights enum or transform override,
-    and for a missing ``weights:`` key (random init must be asked for with ``weights: null``).
-    A checkpoint file is not read here, only checked to exist.
+    for a missing ``weights:`` key (random init must be asked for with ``weights: null``), and,
+    with ``check_files``, for a checkpoint file that does not exist (it is not read here).
     """
     if isinstance(spec, ModelSpec):
         return spec
@@ -129,7 +130,7 @@ def parse_model_spec(spec: Mapping[str, Any] | ModelSpec, *, model_name: str) ->
             "path, or 'weights: null' for a random initialisation (never chosen silently)."
         )
     arch = resolve_arch(spec["arch"], model_name=model_name)
-    weights = resolve_weights(arch, spec["weights"], model_name=model_name)
+    weights = resolve_weights(arch, spec["weights"], model_name=model_name, check_files=check_files)
     layer = spec.get("layer", "penultimate")
     if layer is None:
         layer = "penultimate"
@@ -165,12 +166,12 @@ def is_checkpoint_path(value: str) -> bool:
             or value.lower().endswith(CHECKPOINT_SUFFIXES))
 
 
-def resolve_weights(arch: str, weights: Any, *, model_name: str) -> ResolvedWeights:
+def resolve_weights(arch: str, weights: Any, *, model_name: str, check_files: bool = True) -> ResolvedWeights:
     """Resolve a ``weights:`` value for ``arch`` (see :class:`ResolvedWeights`).
 
     Enum names may be given bare (``IMAGENET1K_V2``, ``DEFAULT``; case-insensitive) or in full
     (``ResNet50_Weights.IMAGENET1K_V2``). Unknown names raise ConfigError listing the valid ones;
-    a checkpoint path that does not exist raises ConfigError.
+    with ``check_files``, a checkpoint path that does not exist raises ConfigError.
     """
     if weights is None:
         return ResolvedWeights("random", None)
@@ -182,7 +183,7 @@ def resolve_weights(arch: str, weights: Any, *, model_name: str) -> ResolvedWeig
     value = str(weights)
     if isinstance(weights, os.PathLike) or is_checkpoint_path(value):
         path = Path(value).expanduser().resolve()
-        if not path.is_file():
+        if check_files and not path.is_file():
             raise ConfigError(
                 f"model {model_name!r}: checkpoint file {path} (weights: {value!r}) does not exist. "
                 "Give the path of a torch.save()d state dict of torchvision "
@@ -279,6 +280,23 @@ def torchvision_cache_file(weights: WeightsEnum, torch_home: str | os.PathLike) 
     return Path(torch_home).expanduser() / "hub" / "checkpoints" / os.path.basename(urlparse(weights.url).path)
 
 
+def weights_unavailable_message(spec: ModelSpec, path: Path, reason: str) -> str:
+    """The message of a :class:`WeightsUnavailableError` for enum weights expected at ``path``:
+    names the model, the enum, the file, its URL, the folder, and how to work offline."""
+    url = spec.weights.enum.url
+    return (
+        f"model {spec.name!r}: pretrained weights {spec.weights.resolved} for {spec.arch} are not in "
+        f"the cache and cannot be fetched ({reason}).\n"
+        f"  needed file: {path.name}\n"
+        f"  from URL:    {url}\n"
+        f"  put it in:   {path.parent}\n"
+        "To run offline, either: download it on a machine with internet (e.g. "
+        f"`curl -L -o {path.name} {url}`) and copy it into {path.parent}; or point "
+        "`torch_home` at an existing, pre-filled torch cache (its hub/checkpoints/ folder holds "
+        "the file); or set this model's `weights:` to a local checkpoint path."
+    )
+
+
 @contextlib.contextmanager
 def _torch_hub_dir(hub_dir: Path) -> Iterator[None]:
     # torchvision's builders read pretrained files through torch.hub's global cache dir; point it
@@ -311,11 +329,8 @@ def build_model(spec: Mapping[str, Any] | ModelSpec, *, model_name: str = "model
             raise ValueError("build_model: torch_home is required for torchvision enum weights")
         path = torchvision_cache_file(weights.enum, torch_home)
         if not (path.is_file() and path.stat().st_size > 0):
-            raise WeightsUnavailableError(
-                f"model {spec.name!r}: weights {weights.resolved} are not in the cache: {path} is "
-                f"missing. Run the weights stage first (it downloads {weights.enum.url} into "
-                f"{path.parent}), or copy that file there by hand; see corrembed.weights."
-            )
+            raise WeightsUnavailableError(weights_unavailable_message(
+                spec, path, "embedding never downloads; run the weights stage first"))
         with _torch_hub_dir(Path(torch_home).expanduser() / "hub"):
             model = get_model(spec.arch, weights=weights.enum, progress=False)
     else:
@@ -405,16 +420,16 @@ def build_transform(spec: Mapping[str, Any] | ModelSpec, *, model_name: str = "m
     spec = parse_model_spec(spec, model_name=model_name)
     if spec.weights.kind == "torchvision":
         base = spec.weights.enum.transforms()
-        source = f"{spec.weights.resolved}.transforms()"
+        base_name = f"{spec.weights.resolved}.transforms()"
         if not isinstance(base, ImageClassification):
             raise ConfigError(
-                f"model {spec.name!r}: {source} is {type(base).__name__}, not ImageClassification; "
+                f"model {spec.name!r}: {base_name} is {type(base).__name__}, not ImageClassification; "
                 "only image-classification weights are supported"
             )
     else:
         base = ImageClassification(crop_size=DEFAULT_CROP_SIZE, resize_size=DEFAULT_RESIZE_SIZE,
                                    mean=IMAGENET_MEAN, std=IMAGENET_STD)
-        source = "ImageNet default (resize 256, center crop 224, ImageNet mean/std)"
+        base_name = "ImageNet default (resize 256, center crop 224, ImageNet mean/std)"
     fields = {
         "resize_size": _single(base.resize_size),
         "crop_size": _single(base.crop_size),
@@ -430,7 +445,7 @@ def build_transform(spec: Mapping[str, Any] | ModelSpec, *, model_name: str = "m
     )
     description = {
         "class": "torchvision.transforms._presets.ImageClassification",
-        "source": source,
+        "base": base_name,
         **fields,
         "antialias": base.antialias,
         "overrides": dict(spec.transform_overrides),
@@ -478,7 +493,8 @@ class FeatureExtractor(nn.Module):
       a forward pre-hook while the whole model runs;
     - ``"output"``: the logits ``model(x)``;
     - a node name from ``get_graph_node_names(model)`` (eval graph), through
-      ``create_feature_extractor``; unknown names raise ConfigError.
+      ``create_feature_extractor``; a module name such as ``"layer3"`` selects that module's
+      last node (create_feature_extractor's prefix rule); unknown names raise ConfigError.
     4-d outputs are global-average-pooled (Swin's channels-last maps before its ``permute``
     node are pooled over their H, W axes), any other shape is flattened.
     """
@@ -498,7 +514,9 @@ class FeatureExtractor(nn.Module):
             was_training = model.training
             model.eval()
             train_nodes, eval_nodes = get_graph_node_names(model)
-            if layer not in eval_nodes:
+            # A module name ("layer3") selects its last node, as in create_feature_extractor.
+            matching = [i for i, n in enumerate(eval_nodes) if n == layer or n.startswith(layer + ".")]
+            if not matching:
                 close = difflib.get_close_matches(layer, eval_nodes, n=5, cutoff=0.6)
                 hint = f" Close matches: {', '.join(close)}." if close else ""
                 raise ConfigError(
@@ -509,10 +527,11 @@ class FeatureExtractor(nn.Module):
                 )
             # Swin keeps (b, H, W, C) maps until its "permute" node.
             self.channels_last = (isinstance(model, SwinTransformer) and "permute" in eval_nodes
-                                  and eval_nodes.index(layer) < eval_nodes.index("permute"))
+                                  and matching[-1] < eval_nodes.index("permute"))
             # Only the eval graph is used; the train graph (which can differ, e.g. GoogLeNet's
             # auxiliary heads) gets the same node where it has one.
-            train_node = layer if layer in train_nodes else train_nodes[-1]
+            in_train = any(n == layer or n.startswith(layer + ".") for n in train_nodes)
+            train_node = layer if in_train else train_nodes[-1]
             self.model = create_feature_extractor(
                 model, train_return_nodes={train_node: "features"}, eval_return_nodes={layer: "features"}
             )
@@ -543,6 +562,17 @@ class FeatureExtractor(nn.Module):
 # --------------------------------------------------------------------------- ImageNet metadata
 
 
+def _shape_only_model(arch: str) -> nn.Module:
+    """``get_model(arch)`` on the meta device (no memory, no init time) when the builder allows
+    it; builders that compute with tensors (RegNet's widths) need real ones."""
+    try:
+        with torch.device("meta"):
+            return get_model(arch, weights=None)
+    except (NotImplementedError, RuntimeError):
+        with torch.random.fork_rng(devices=[]):
+            return get_model(arch, weights=None)
+
+
 def imagenet_metadata(spec: Mapping[str, Any] | ModelSpec, *, model_name: str = "model") -> dict[str, Any]:
     """ImageNet-1k facts of a spec, without downloading anything.
 
@@ -560,8 +590,6 @@ def imagenet_metadata(spec: Mapping[str, Any] | ModelSpec, *, model_name: str = 
         values.update(acc1=metrics.get("acc@1"), acc5=metrics.get("acc@5"),
                       num_params=meta.get("num_params"), gflops=meta.get("_ops"))
     else:
-        # Built on the meta device: shapes only, no memory or init time.
-        with torch.device("meta"):
-            values["num_params"] = count_parameters(get_model(spec.arch, weights=None))
+        values["num_params"] = count_parameters(_shape_only_model(spec.arch))
     values.update(spec.imagenet)
     return values

@@ -80,7 +80,7 @@ def summary_table(
             {
                 **{key: score.get(key) for key in SUMMARY_COLUMNS},
                 "arch": meta["arch"],
-                "weights": meta["weights"],
+                "weights": meta["weights"]["resolved"] or "random",
                 "layer": meta["layer"],
                 "weight_source": sources[weighting],
                 "headline": weighting == headline,
