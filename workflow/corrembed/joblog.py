@@ -20,8 +20,9 @@ from .errors import CorrEmbedError
 def job_logging(path: str | os.PathLike, name: str) -> Iterator[logging.Logger]:
     """Log to ``path`` for the duration of a job; yields the job's logger.
 
-    A :class:`CorrEmbedError` is logged as its message alone (it already says what to do);
-    any other exception with its traceback. Either way the exception propagates, so the job fails.
+    A :class:`CorrEmbedError` is logged and printed as its message alone (it already says what
+    to do) and the job exits with status 1; any other exception is logged with its traceback and
+    propagates. Either way the job fails.
     """
     stream = open(path, "a", buffering=1, encoding="utf-8")  # line-buffered: readable when tailed
     handler = logging.StreamHandler(stream)
@@ -35,9 +36,10 @@ def job_logging(path: str | os.PathLike, name: str) -> Iterator[logging.Logger]:
     try:
         yield logger
     except CorrEmbedError as error:
+        # The message already says what is wrong and what to do: no traceback to wade through.
         logger.error("%s", error)
         print(f"\nCorrEmbed error in {name}:\n{error}\n", file=saved_stderr)
-        raise
+        raise SystemExit(1) from None
     except BaseException:
         logger.error("unexpected failure:\n%s", traceback.format_exc())
         raise

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on cluster nodes
 
 import matplotlib.pyplot as plt
-import matplotlib.transforms
+from matplotlib.transforms import Bbox
 import numpy as np
 import polars as pl
 from scipy import stats
@@ -35,27 +35,29 @@ def _overlap(a, b) -> float:
     return max(w, 0.0) * max(h, 0.0)
 
 
-def _place_labels(ax, xs, ys, names, obstacles=(), **text_kw) -> None:
-    """Label points without covering each other, the points, or leaving the axes.
+# Candidate positions for a horizontal reference line's label: above/below, left/right end.
+_LINE_LABEL_SPOTS = [
+    ((0.01, "left"), 3, "bottom"), ((0.01, "left"), -3, "top"),
+    ((0.99, "right"), 3, "bottom"), ((0.99, "right"), -3, "top"),
+]
 
-    Greedy and deterministic: each label takes the first candidate position (right, left, above,
-    below, diagonals) whose box clashes with nothing placed so far; if every candidate clashes,
-    the one with the least overlap. ``obstacles`` are extra display-space boxes to avoid.
+
+def _place_labels(ax, labels, obstacles=(), **text_kw) -> list:
+    """Place text labels so that they cover neither each other, the points, nor leave the axes.
+
+    labels: (candidates, text) pairs, each candidate an ``annotate`` keyword dict (xy, xytext,
+    ha, va, ...). Greedy and deterministic: each label takes its first candidate whose box
+    clashes with nothing placed so far; if every candidate clashes, the one with least overlap.
+    ``obstacles``: display-space boxes to avoid (points, legend). Returns the obstacles plus
+    the placed labels' boxes.
     """
-    fig = ax.figure
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
+    renderer = ax.figure.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
-    marker = 5 * fig.dpi / 72  # half a marker's width, in pixels
     taken = list(obstacles)
-    for x, y in zip(xs, ys):
-        px, py = ax.transData.transform((x, y))
-        taken.append(matplotlib.transforms.Bbox([[px - marker, py - marker], [px + marker, py + marker]]))
-    for x, y, name in sorted(zip(xs, ys, names), key=lambda item: -item[1]):
+    for candidates, label in labels:
         best = None
-        for dx, dy, ha, va in _LABEL_OFFSETS:
-            text = ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points",
-                               ha=ha, va=va, zorder=4, **text_kw)
+        for candidate in candidates:
+            text = ax.annotate(label, textcoords="offset points", zorder=4, **candidate, **text_kw)
             box = text.get_window_extent(renderer).expanded(1.04, 1.1)
             outside = box.width * box.height - _overlap(box, frame)
             clash = outside * 10 + sum(_overlap(box, other) for other in taken)
@@ -68,6 +70,18 @@ def _place_labels(ax, xs, ys, names, obstacles=(), **text_kw) -> None:
             if clash == 0:
                 break
         taken.append(best[2])
+    return taken
+
+
+def _point_candidates(x: float, y: float) -> list[dict]:
+    return [dict(xy=(x, y), xytext=(dx, dy), ha=ha, va=va) for dx, dy, ha, va in _LABEL_OFFSETS]
+
+
+def _line_candidates(y: float) -> list[dict]:
+    return [
+        dict(xy=(fx, y), xycoords=("axes fraction", "data"), xytext=(0, dy), ha=ha, va=va)
+        for (fx, ha), dy, va in _LINE_LABEL_SPOTS
+    ]
 
 
 def plot_corrembed_vs_imagenet(summary: pl.DataFrame, paths: list[str | os.PathLike]) -> None:
@@ -98,12 +112,16 @@ def plot_corrembed_vs_imagenet(summary: pl.DataFrame, paths: list[str | os.PathL
         grid = np.linspace(x.min() - 0.5, x.max() + 0.5, 50)
         ax.plot(grid, fit.intercept + fit.slope * grid, color="tab:blue", alpha=0.5, lw=1.5,
                 label=f"least-squares fit, Pearson r = {fit.rvalue:.2f} (n = {len(x)})")
+    else:
+        ax.plot([], [], " ", label=f"no fitted line: {len(x)} model(s) with ImageNet accuracy, 3 needed")
 
     ax.margins(x=0.12, y=0.1)
-    for name, value in zip(without_acc["model"], without_acc["corrembed"]):
+    # Models without ImageNet accuracy: one dashed line per distinct score, names joined.
+    line_labels = []
+    by_value = without_acc.group_by(pl.col("corrembed").round(4), maintain_order=True).agg("model")
+    for value, names in by_value.iter_rows():
         ax.axhline(value, color="tab:orange", ls="--", lw=1, zorder=2)
-        ax.annotate(f"{name} (no ImageNet accuracy)", (0.01, value), xycoords=("axes fraction", "data"),
-                    xytext=(0, 3), textcoords="offset points", fontsize=8, color="tab:orange")
+        line_labels.append((_line_candidates(value), f"{', '.join(names)} (no ImageNet accuracy)"))
     if rows.height:
         controls = rows.select(list(CONTROL_COLUMNS)).to_numpy().astype(float)
         ax.axhspan(np.nanmin(controls), np.nanmax(controls), facecolor="grey", edgecolor="grey", alpha=0.3, lw=0.8,
@@ -118,8 +136,15 @@ def plot_corrembed_vs_imagenet(summary: pl.DataFrame, paths: list[str | os.PathL
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8, framealpha=0.9)
     fig.canvas.draw()
-    legend_box = ax.get_legend().get_window_extent(fig.canvas.get_renderer())
-    _place_labels(ax, x, y, with_acc["model"].to_list(), obstacles=[legend_box], fontsize=9)
+    renderer = fig.canvas.get_renderer()
+    marker = 5 * fig.dpi / 72  # half a marker's width, in pixels
+    obstacles = [ax.get_legend().get_window_extent(renderer)]
+    for px, py in ax.transData.transform(np.column_stack([x, y])) if len(x) else []:
+        obstacles.append(Bbox([[px - marker, py - marker], [px + marker, py + marker]]))
+    point_labels = [(_point_candidates(xi, yi), name) for xi, yi, name in
+                    sorted(zip(x, y, with_acc["model"]), key=lambda item: -item[1])]
+    obstacles = _place_labels(ax, point_labels, obstacles, fontsize=9)
+    _place_labels(ax, line_labels, obstacles, fontsize=8, color="tab:orange")
     for path in paths:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=os.path.splitext(str(path))[1].lstrip("."), dpi=150)
