@@ -22,8 +22,8 @@ include: "workflow/rules/plots.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/summary.csv",
         "results/plots/corrembed_vs_imagenet.png",
         "results/plots/corrembed_vs_imagenet.svg",
-    default_target: True

@@ -3,15 +3,15 @@
 rule weights:
     output:
         "results/weights/{model}.json",
+    log:
+        "logs/weights/{model}.log",
+    priority: 100
+    localrule: True
+    conda:
+        "../../envs/corrembed.yaml"
     params:
         spec=embedding_spec,
         torch_home=config["torch_home"],
-    priority: 100
-    localrule: True
-    log:
-        "logs/weights/{model}.log",
-    conda:
-        "../../envs/corrembed.yaml"
     script:
         "../scripts/weights.py"
 
@@ -25,15 +25,15 @@ rule embed:
     output:
         shard="results/embeddings/{model}/part-00000.parquet",
         meta="results/embeddings/{model}/meta.json",
-    params:
-        spec=embedding_spec,
-        torch_home=config["torch_home"],
-    threads: config["embed"]["threads"]
     log:
         "logs/embed/{model}.log",
     benchmark:
         "logs/embed/{model}.benchmark.tsv"
     conda:
         "../../envs/corrembed.yaml"
+    threads: config["embed"]["threads"]
+    params:
+        spec=embedding_spec,
+        torch_home=config["torch_home"],
     script:
         "../scripts/embed.py"

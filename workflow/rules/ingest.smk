@@ -3,12 +3,12 @@ rule demo_catalogue:
         manifest=f"{DEMO}/manifest.csv",
         interactions=f"{DEMO}/interactions.csv",
         images=directory(f"{DEMO}/images"),
-    params:
-        demo=config["demo"],
     log:
         "logs/demo_catalogue.log",
     conda:
         "../../envs/corrembed.yaml"
+    params:
+        demo=config["demo"],
     script:
         "../scripts/demo_catalogue.py"
 
@@ -20,12 +20,12 @@ rule ingest:
         images="results/catalogue/images.parquet",
         tags="results/catalogue/tags.parquet",
         rejects="results/catalogue/rejects.csv",
-    params:
-        catalogue=config["catalogue"],
-    threads: 4
     log:
         "logs/ingest.log",
     conda:
         "../../envs/corrembed.yaml"
+    threads: 4
+    params:
+        catalogue=config["catalogue"],
     script:
         "../scripts/ingest.py"

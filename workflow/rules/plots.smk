@@ -4,9 +4,9 @@ rule plots:
     output:
         png="results/plots/corrembed_vs_imagenet.png",
         svg="results/plots/corrembed_vs_imagenet.svg",
-    localrule: True
     log:
         "logs/plots.log",
+    localrule: True
     conda:
         "../../envs/corrembed.yaml"
     script:

@@ -6,13 +6,13 @@ rule score:
     output:
         score="results/scores/{model}/{weighting}.json",
         per_anchor="results/scores/{model}/{weighting}.per_anchor.parquet",
-    params:
-        scoring=config["scoring"],
     log:
         "logs/score/{model}/{weighting}.log",
     benchmark:
         "logs/score/{model}/{weighting}.benchmark.tsv"
     conda:
         "../../envs/corrembed.yaml"
+    params:
+        scoring=config["scoring"],
     script:
         "../scripts/score.py"

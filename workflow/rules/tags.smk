@@ -4,11 +4,11 @@ rule tags:
     output:
         vectors="results/tags/{weighting}/vectors.npz",
         categories="results/tags/{weighting}/categories.csv",
-    params:
-        tags=config["tags"],
     log:
         "logs/tags/{weighting}.log",
     conda:
         "../../envs/corrembed.yaml"
+    params:
+        tags=config["tags"],
     script:
         "../scripts/tags.py"
