@@ -289,9 +289,9 @@ def weights_unavailable_message(spec: ModelSpec, path: Path, reason: str) -> str
         f"the cache and cannot be fetched ({reason}).\n"
         f"  needed file: {path.name}\n"
         f"  from URL:    {url}\n"
-        f"  put it in:   {path.parent}\n"
+        f"  put it in:   {path.parent.resolve()}\n"
         "To run offline, either: download it on a machine with internet (e.g. "
-        f"`curl -L -o {path.name} {url}`) and copy it into {path.parent}; or point "
+        f"`curl -L -o {path.name} {url}`) and copy it into {path.parent.resolve()}; or point "
         "`torch_home` at an existing, pre-filled torch cache (its hub/checkpoints/ folder holds "
         "the file); or set this model's `weights:` to a local checkpoint path."
     )
