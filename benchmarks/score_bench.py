@@ -1,35 +1,56 @@
-"""Time exact all-anchors CorrEmbed against the bare float32 similarity product.
+"""Benchmark of the scoring stage (issue 3): exact CorrEmbed against the bare similarity product.
 
-Synthetic catalogue: n items, d=2048 float32 embeddings, t=300 tag slots in 8 categories
-(one value per category, so ~8 nonzeros per row), embeddings partly driven by the tags.
-For each n prints: the bare product time (X[block] @ X.T over all anchor blocks, float32,
-same block size as scoring), exact all-anchors CorrEmbed time with the automatic strategy
-(factored Pearson when cheaper), with the blockwise strategy, and their ratios to the bare
-product. Optional: the exact all-pairs Pearson / Spearman times.
+Synthetic catalogue per n: d=2048 float32 embeddings, t=300 tag slots in 8 categories (one value
+per category with skewed frequencies, so 8 non-zeros per row), embeddings partly driven by tags.
 
-    .venv/bin/python benchmarks/score_bench.py --sizes 2000 5000 10000 [--blockwise] [--allpairs]
+Columns of the printed Markdown table (seconds unless said otherwise):
+
+- ``bare``: the bound, X[rows] @ X^T over all anchor blocks in float32 (unit rows, block size
+  the scoring code's Pearson block), i.e. the n x n similarity matrix computed and discarded.
+- ``exact``: exact all-anchors CorrEmbed + all-pairs Pearson (:func:`corrembed.score.pearson_scores`,
+  automatic strategy), including input normalization; ``ratio`` = exact / bare.
+- ``blockwise``: the same forced through (b, n) similarity blocks (``strategy="blockwise"``).
+- ``per-row``: the paper's way, one anchor at a time: similarity row by a float32 matrix-vector
+  product, tag row by a sparse product, ``scipy.stats.pearsonr``; 100 anchors timed, scaled to n;
+  ``speedup`` = per-row / exact.
+- ``sampled``: CorrEmbed over 1000 seeded anchors (:func:`corrembed.score.corrembed`).
+- ``report``: the workflow default :func:`corrembed.score.score_report` (1000 anchors, Pearson
+  and Spearman, bootstrap, controls, all-pairs Pearson and exact all-pairs Spearman); run once.
+- ``mem`` columns: peak resident memory above the inputs (MiB): every case runs in a fresh
+  subprocess that loads the inputs from .npy/.npz files, notes its peak RSS (``ru_maxrss``) once
+  they are loaded, runs, and reports the growth of the peak.
+
+The machine may be shared: each timing is the best of ``--repeat`` runs (report: one run).
+
+    .venv/bin/python benchmarks/score_bench.py [--sizes 2000 5000 10000 20000] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from corrembed import score
+CASES = ("bare", "exact", "blockwise", "per_row", "sampled", "report")
 
 
 def synthetic(n: int, d: int, slots: int, categories: int, seed: int = 0):
+    """(x (n, d) float32, tags (n, slots) CSR float64 with ``categories`` non-zeros per row)."""
     rng = np.random.default_rng(seed)
     sizes = np.full(categories, slots // categories)
     sizes[: slots - sizes.sum()] += 1
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     # Skewed value frequencies within a category, as in real catalogues.
-    cols = np.stack(
-        [off + rng.zipf(1.6, n) % size for off, size in zip(offsets, sizes)], axis=1
-    )
+    cols = np.stack([off + rng.zipf(1.6, n) % size for off, size in zip(offsets, sizes)], axis=1)
     tags = sp.csr_matrix(
         (np.ones(n * categories), cols.ravel(), np.arange(0, n * categories + 1, categories)),
         shape=(n, slots),
@@ -39,28 +60,99 @@ def synthetic(n: int, d: int, slots: int, categories: int, seed: int = 0):
     return np.ascontiguousarray(x, dtype=np.float32), tags
 
 
-REPEAT = 3
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def timed(fn):
-    """(best of REPEAT wall times in seconds, last value): the machine is shared, take the minimum."""
-    best = float("inf")
-    for _ in range(REPEAT):
+def _run_case(case: str, data_dir: Path, repeat: int) -> dict:
+    """Run one case in this process (the subprocess side); returns seconds, value, memory."""
+    from scipy.stats import pearsonr
+
+    from corrembed import score
+
+    x = np.load(data_dir / "x.npy")
+    tags = sp.load_npz(data_dir / "tags.npz").tocsr()
+    n = x.shape[0]
+    base = _peak_rss_bytes()
+
+    if case == "bare":
+        block = score._blocks(None, n).pearson
+        xn = score._normalize_dense_rows(x)
+
+        def fn():
+            for s in range(0, n, block):
+                xn[s : s + block] @ xn.T
+            return float("nan")
+
+    elif case in ("exact", "blockwise"):
+        strategy = "auto" if case == "exact" else "blockwise"
+
+        def fn():
+            result, allpairs = score.pearson_scores(x, tags, anchors="all", strategy=strategy)
+            return [result.mean, allpairs]
+
+    elif case == "per_row":
+        k = min(100, n)
+
+        def fn():
+            xn = score._normalize_dense_rows(x)
+            norms = np.sqrt(np.asarray(tags.multiply(tags).sum(axis=1)).ravel())
+            tn = sp.csr_matrix(sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ tags)
+            keep = np.ones(n, dtype=bool)
+            rs = []
+            for a in np.random.default_rng(42).choice(n, size=k, replace=False):
+                emb_row = xn @ xn[a]
+                tag_row = (tn @ tn[a].T).toarray().ravel()
+                keep[a] = False
+                rs.append(pearsonr(emb_row[keep], tag_row[keep])[0])
+                keep[a] = True
+            return float(np.mean(rs))
+
+    elif case == "sampled":
+
+        def fn():
+            return score.corrembed(x, tags, anchors=1000, seed=42).mean
+
+    elif case == "report":
+        repeat = 1
+
+        def fn():
+            return score.score_report(x, tags).corrembed
+
+    else:
+        raise SystemExit(f"unknown case {case!r}")
+
+    best, value = float("inf"), None
+    for _ in range(repeat):
         start = time.perf_counter()
         value = fn()
         best = min(best, time.perf_counter() - start)
-    return best, value
+    if case == "per_row":
+        best *= n / min(100, n)  # extrapolate 100 anchors to all n
+    return {"case": case, "seconds": best, "value": value, "mem_mib": (_peak_rss_bytes() - base) / 2**20}
 
 
-def bare_product(x: np.ndarray, block: int) -> float:
-    """Seconds for X[rows] @ X.T over all anchor blocks, float32 (result discarded)."""
-    xn = score._normalize_dense_rows(x)
+def _subprocess_case(case: str, data_dir: Path, repeat: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--case", case, "--data", str(data_dir), "--repeat", str(repeat)],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
-    def run():
-        for s in range(0, xn.shape[0], block):
-            xn[s : s + block] @ xn.T
 
-    return timed(run)[0]
+def machine() -> str:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+        "unknown CPU",
+    )
+    blas = "unknown BLAS"
+    try:
+        cfg = np.show_config(mode="dicts")
+        info = cfg["Build Dependencies"]["blas"]
+        blas = f"{info['name']} {info['version']}"
+    except Exception:  # noqa: BLE001 - informational only
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, numpy {np.__version__} with {blas}"
 
 
 def main() -> None:
@@ -70,33 +162,43 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=300)
     parser.add_argument("--categories", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs per timing")
-    parser.add_argument("--blockwise", action="store_true", help="also time the blockwise Pearson path")
-    parser.add_argument("--spearman", action="store_true", help="also time the per-anchor Spearman (all anchors)")
-    parser.add_argument("--allpairs", action="store_true", help="also time exact all-pairs Pearson and Spearman")
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # subprocess side
+    parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    global REPEAT
-    REPEAT = args.repeat
 
+    if args.case:
+        print(json.dumps(_run_case(args.case, Path(args.data), args.repeat)))
+        return
+
+    print(f"Machine: {machine()}; d={args.dim}, t={args.slots} slots, {args.categories} non-zeros per row; "
+          f"best of {args.repeat} (report: 1 run)\n", flush=True)
+    header = ("| n | bare s | exact s | ratio | blockwise s (ratio) | per-row s (extrap.) | speedup "
+              "| sampled 1000 s | report s | mem exact MiB | mem sampled MiB | mem report MiB |")
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
     for n in args.sizes:
         x, tags = synthetic(n, args.dim, args.slots, args.categories)
-        block = score._block_size(None, n)
-        bare = bare_product(x, block)
-        line = [f"n={n} d={args.dim} t={args.slots} block={block}", f"bare f32 product {bare:.2f}s"]
-        t_auto, res = timed(lambda: score.corrembed(x, tags, anchors="all"))
-        line.append(f"corrembed auto {t_auto:.2f}s ({t_auto / bare:.2f}x) = {res.mean:.6f}")
-        if args.blockwise:
-            t_blk, res_b = timed(lambda: score.corrembed(x, tags, anchors="all", strategy="blockwise"))
-            line.append(
-                f"blockwise {t_blk:.2f}s ({t_blk / bare:.2f}x), max |diff| {np.nanmax(np.abs(res_b.per_anchor - res.per_anchor)):.1e}"
-            )
-        if args.spearman:
-            t_sp, _ = timed(lambda: score.corrembed(x, tags, anchors="all", method="spearman"))
-            line.append(f"anchor spearman {t_sp:.2f}s ({t_sp / bare:.2f}x)")
-        if args.allpairs:
-            t_ap, _ = timed(lambda: score.allpairs_pearson(x, tags))
-            t_as, _ = timed(lambda: score.allpairs_spearman(x, tags))
-            line.append(f"allpairs pearson {t_ap:.2f}s, spearman (exact) {t_as:.2f}s")
-        print(" | ".join(line), flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            np.save(Path(tmp) / "x.npy", x)
+            sp.save_npz(Path(tmp) / "tags.npz", tags)
+            del x, tags
+            res = {c: _subprocess_case(c, Path(tmp), args.repeat) for c in args.cases}
+        cell = lambda c, key="seconds", fmt="{:.2f}": fmt.format(res[c][key]) if c in res else "-"  # noqa: E731
+        ratio = lambda c: f"{res[c]['seconds'] / res['bare']['seconds']:.2f}" if c in res and "bare" in res else "-"  # noqa: E731
+        speedup = (
+            f"{res['per_row']['seconds'] / res['exact']['seconds']:.0f}x" if "per_row" in res and "exact" in res else "-"
+        )
+        print(
+            f"| {n} | {cell('bare')} | {cell('exact')} | {ratio('exact')} | {cell('blockwise')} ({ratio('blockwise')}) "
+            f"| {cell('per_row', fmt='{:.1f}')} | {speedup} | {cell('sampled')} | {cell('report')} "
+            f"| {cell('exact', 'mem_mib', '{:.0f}')} | {cell('sampled', 'mem_mib', '{:.0f}')} | {cell('report', 'mem_mib', '{:.0f}')} |",
+            flush=True,
+        )
+        if "exact" in res and "blockwise" in res:
+            diff = np.max(np.abs(np.subtract(res["exact"]["value"], res["blockwise"]["value"])))
+            print(f"<!-- n={n}: exact (CorrEmbed, all-pairs) = {res['exact']['value']}, |exact - blockwise| = {diff:.1e} -->",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -41,18 +41,36 @@ Two exact strategies, picked by a flop-count model (``strategy="auto"``), or for
   far below the n^2 d of the similarity matrix when d << n (exact all-anchors at catalogue scale).
   The all-pairs Pearson uses the same trick with Frobenius norms (raw float64 moments).
 
-The block kernel (:func:`similarity_block`) is the one place that touches the similarity values;
-another array backend (torch on CUDA) can replace it.
+Both strategies share the factor pass: K, the (t, t) tag scatter and, as needed, C or the
+centred embeddings. :func:`pearson_scores` and :func:`score_report` reuse one factor pass for the
+per-anchor CorrEmbed, the all-pairs Pearson (from Frobenius norms of C, K and the tag scatter,
+see :class:`_PairSums`) and the Mantel test.
+
+Ranks (Spearman) are computed per block with one row-wise sort (:func:`row_ranks`), ties
+averaged; the exact all-pairs Spearman packs each pair into a uint64 sort key (8 bytes per
+pair: 1.6 GB at n = 20,000), above ``max_exact_pairs`` it samples pairs.
+
+Memory: O(n d) for the normalized (and, when needed, centred) copies of the embeddings, plus the
+(b, n) working blocks, whose row count b follows from ``memory_budget_mb`` (default
+:data:`DEFAULT_MEMORY_BUDGET_MB`); nothing n x n is ever held (the all-pairs Spearman's keys
+aside, as said).
+
+Backends: ``device=None``/"cpu" runs numpy (the CPU path); "cuda"/"cuda:N" runs the same kernels
+through torch (:class:`_TorchBackend`): float32 products with TF32 off unless ``allow_tf32``,
+float64 moments; "torch-cpu" runs the torch path on the CPU (used to test it without a GPU).
+
+Mantel test (:func:`mantel_test`, ``score_report(permutations=K)``): the all-pairs Pearson under
+K seeded permutations of the items' tag vectors, each from the factor matrices in O(nnz d).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator, Literal
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.stats import rankdata
 
 from .errors import ScoringError
 
@@ -60,8 +78,8 @@ from .errors import ScoringError
 TIE_DECIMALS = 12
 _TIE_SCALE = 10.0**TIE_DECIMALS
 
-#: Memory the (b, n) working arrays of one block may take when ``block_size`` is not given.
-DEFAULT_BLOCK_MEMORY_BYTES = 512 * 2**20
+#: MiB the (b, n) working arrays of one block may take when ``block_size`` is not given.
+DEFAULT_MEMORY_BUDGET_MB = 512
 
 #: All-pairs Spearman is exact up to this many pairs (n ~ 20k); above it, pairs are sampled.
 DEFAULT_MAX_EXACT_PAIRS = 200_000_000
@@ -72,9 +90,6 @@ DEFAULT_SPEARMAN_SAMPLE_PAIRS = 1_000_000
 AnchorsArg = int | Literal["all"] | np.ndarray
 Strategy = Literal["auto", "blockwise", "factored"]
 
-# Bytes of (b, n) working arrays per anchor-row entry in a block (embedding block, its float64
-# centred copy, tag block, its centred copy, ranks): sizes the default block.
-_BYTES_PER_BLOCK_ENTRY = 48
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,6 +175,9 @@ class ScoreReport:
     control_random: float
     control_shuffled_embeddings: float
     control_shuffled_tags: float
+    mantel_p: float
+    permutations: int
+    device: str
     anchors: np.ndarray = field(repr=False)
     per_anchor_pearson: np.ndarray = field(repr=False)
     per_anchor_spearman: np.ndarray = field(repr=False)
@@ -195,6 +213,239 @@ class ScoreReport:
 
 
 # --------------------------------------------------------------------------------------------
+# Array backends: numpy on the CPU, torch on a GPU
+# --------------------------------------------------------------------------------------------
+
+
+class _NumpyBackend:
+    """The CPU backend: numpy arrays, BLAS products. Every kernel below goes through these methods,
+    so :class:`_TorchBackend` can run the same kernels on a GPU."""
+
+    name = "numpy"
+
+    def put(self, a: np.ndarray):
+        return a
+
+    def index(self, rows: np.ndarray):
+        return rows
+
+    def get(self, a) -> np.ndarray:
+        return np.asarray(a)
+
+    def f64(self, a):
+        return a.astype(np.float64)
+
+    def arange(self, k: int):
+        return np.arange(k)
+
+    def zeros(self, shape):
+        return np.zeros(shape)
+
+    def row_sums(self, a):
+        return np.add.reduce(a, axis=1, dtype=np.float64)
+
+    def col_means(self, a):
+        return a.mean(axis=0, dtype=np.float64)
+
+    def rowdot(self, a, b):
+        return np.einsum("ij,ij->i", a, b)
+
+    def row_sum_squares(self, a):
+        """Per-row float64 sums of squares; ``a`` is overwritten."""
+        np.square(a, out=a)
+        return np.add.reduce(a, axis=1, dtype=np.float64)
+
+    def quantize(self, sim):
+        return _quantize(sim)
+
+    def set_entries(self, a, rows, cols, value) -> None:
+        a[rows, cols] = value
+
+    def average_ranks(self, q: np.ndarray) -> np.ndarray:
+        """Row-wise average ranks (1-based, float64) of an integer (k, m) array, ties averaged."""
+        k, m = q.shape
+        order = np.argsort(q, axis=1)
+        ordered = np.take_along_axis(q, order, axis=1)
+        starts = np.empty((k, m), dtype=bool)
+        starts[:, 0] = True
+        np.not_equal(ordered[:, 1:], ordered[:, :-1], out=starts[:, 1:])
+        del ordered
+        return _ranks_from_runs(starts, order)
+
+    def tag_rows(self, ops: "_Operands", rows: np.ndarray):
+        return ops.tags[rows].toarray()
+
+    def tag_block(self, ops: "_Operands", rows: np.ndarray, col_start: int):
+        tag_rows = ops.tags[rows]
+        if ops.tags_dense_t is not None:
+            # sparse (b, t) x dense (t, n): ~nnz-per-row axpys of length n per anchor.
+            return np.asarray(tag_rows @ ops.tags_dense_t[:, col_start:])
+        return (tag_rows @ ops.tags[col_start:].T).toarray()
+
+    def tags_t_times(self, ops: "_Operands", start: int, stop: int, dense):
+        """(t, d) float64: tag rows start..stop transposed times a (stop - start, d) array."""
+        return np.asarray(ops.tags[start:stop].T @ dense)
+
+    def permuted_cross_sq_norm(self, ops: "_Operands", x_centred, perm: np.ndarray) -> float:
+        """||sum_j (x_j - m) tau_perm[j]^T||_F^2 (float32 product, float64 sum of squares)."""
+        cross = np.asarray(ops.tags32[perm].T @ x_centred)
+        return float(np.einsum("ij,ij->", cross, cross, dtype=np.float64))
+
+    label = "cpu"
+
+    @contextmanager
+    def precision(self):
+        yield
+
+
+def _ranks_from_runs(starts, order):
+    """Average ranks from sorted tie-run starts (bool (k, m)) and the sort permutation (numpy)."""
+    k, m = starts.shape
+    pos = np.arange(m, dtype=np.int64)
+    first = np.where(starts, pos, 0)
+    np.maximum.accumulate(first, axis=1, out=first)
+    ends = np.empty_like(starts)
+    ends[:, -1] = True
+    ends[:, :-1] = starts[:, 1:]
+    last = np.where(ends, pos, m - 1)[:, ::-1]
+    last = np.minimum.accumulate(last, axis=1)[:, ::-1]
+    average = (first + last) * 0.5 + 1.0
+    ranks = np.empty((k, m))
+    np.put_along_axis(ranks, order, average, axis=1)
+    return ranks
+
+
+class _TorchBackend:
+    """The same kernels on a torch device (a GPU): float32 (or float64) similarity products with
+    TF32 off unless ``allow_tf32``, float64 moments, results copied back as small numpy arrays."""
+
+    name = "torch"
+
+    def __init__(self, device: str, allow_tf32: bool = False):
+        try:
+            import torch
+        except ImportError as exc:  # pragma: no cover - torch is a dependency
+            raise ScoringError(f"device {device!r} needs torch, which is not importable: {exc}") from exc
+        self.torch = torch
+        self.device = torch.device("cpu" if device == "torch-cpu" else device)
+        self.allow_tf32 = bool(allow_tf32)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ScoringError(
+                f"scoring device {device!r} requested but torch sees no CUDA device: "
+                "run on a GPU node or set the scoring device to 'cpu'"
+            )
+
+    def put(self, a: np.ndarray):
+        return self.torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+
+    def index(self, rows: np.ndarray):
+        return self.torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
+
+    def get(self, a) -> np.ndarray:
+        return a.detach().cpu().numpy()
+
+    def f64(self, a):
+        return a.to(self.torch.float64, copy=True)
+
+    def arange(self, k: int):
+        return self.torch.arange(k, device=self.device)
+
+    def zeros(self, shape):
+        return self.torch.zeros(shape, dtype=self.torch.float64, device=self.device)
+
+    def row_sums(self, a):
+        return a.sum(dim=1, dtype=self.torch.float64)
+
+    def col_means(self, a):
+        return a.sum(dim=0, dtype=self.torch.float64) / a.shape[0]
+
+    def rowdot(self, a, b):
+        return (a * b).sum(dim=1)
+
+    def row_sum_squares(self, a):
+        a.square_()
+        return a.sum(dim=1, dtype=self.torch.float64)
+
+    def quantize(self, sim):
+        return self.torch.round(sim.to(self.torch.float64) * _TIE_SCALE).to(self.torch.int64)
+
+    def set_entries(self, a, rows, cols, value) -> None:
+        a[rows, cols] = value
+
+    def average_ranks(self, q):
+        torch = self.torch
+        k, m = q.shape
+        ordered, order = torch.sort(q, dim=1)
+        starts = torch.ones((k, m), dtype=torch.bool, device=self.device)
+        starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+        del ordered
+        pos = torch.arange(m, device=self.device).expand(k, m)
+        first = torch.where(starts, pos, 0).cummax(dim=1).values
+        ends = torch.ones_like(starts)
+        ends[:, :-1] = starts[:, 1:]
+        last = torch.where(ends, pos, m - 1).flip(1).cummin(dim=1).values.flip(1)
+        average = (first + last).to(torch.float64) * 0.5 + 1.0
+        return torch.empty((k, m), dtype=torch.float64, device=self.device).scatter_(1, order, average)
+
+    def tag_rows(self, ops: "_Operands", rows: np.ndarray):
+        return ops.tags_dev[self.index(rows)]
+
+    def tag_block(self, ops: "_Operands", rows: np.ndarray, col_start: int):
+        return ops.tags_dev[self.index(rows)] @ ops.tags_dev[col_start:].T
+
+    def tags_t_times(self, ops: "_Operands", start: int, stop: int, dense):
+        return ops.tags_dev[start:stop].T @ dense
+
+    def permuted_cross_sq_norm(self, ops: "_Operands", x_centred, perm: np.ndarray) -> float:
+        tags = ops.tags_dev[self.index(perm)].to(x_centred.dtype)
+        cross = tags.T @ x_centred
+        return float(cross.to(self.torch.float64).square().sum())
+
+    def dense_tags(self, tags: sp.csr_matrix):
+        """(n, t) float64 dense tag matrix on the device, scattered from the CSR non-zeros."""
+        torch = self.torch
+        coo = tags.tocoo()
+        dense = torch.zeros(tags.shape, dtype=torch.float64, device=self.device)
+        dense[self.index(coo.row), self.index(coo.col)] = self.put(coo.data)
+        return dense
+
+    @property
+    def label(self) -> str:
+        return "torch-cpu" if self.device.type == "cpu" else str(self.device)
+
+    @contextmanager
+    def precision(self):
+        """TF32 off for float32 products (unless allowed), restored afterwards."""
+        matmul = self.torch.backends.cuda.matmul
+        before = matmul.allow_tf32
+        matmul.allow_tf32 = self.allow_tf32
+        try:
+            yield
+        finally:
+            matmul.allow_tf32 = before
+
+
+def resolve_score_device(device: str) -> str:
+    """The scoring device for a config value: ``auto`` is "cuda" when torch sees a GPU, else
+    "cpu" (numpy); any other value is returned unchanged."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _backend(device: str | None, allow_tf32: bool = False):
+    """numpy for ``None``/"cpu"; torch for "cuda", "cuda:N" or "torch-cpu" (torch on the CPU, to
+    exercise the torch code without a GPU)."""
+    if device is None or device == "cpu":
+        return _NumpyBackend()
+    if not isinstance(device, str) or not (device.startswith("cuda") or device == "torch-cpu"):
+        raise ScoringError(f"scoring device must be 'cpu', 'cuda', 'cuda:N' or 'torch-cpu', got {device!r}")
+    return _TorchBackend(device, allow_tf32)
+
+
+# --------------------------------------------------------------------------------------------
 # Input preparation
 # --------------------------------------------------------------------------------------------
 
@@ -203,15 +454,20 @@ class ScoreReport:
 class _Operands:
     """Row-normalized inputs shared by every computation.
 
-    x: (n, d) float32/float64 unit rows (zero rows stay zero), C-contiguous.
-    tags: (n, t) CSR float64 unit rows (zero rows stay zero).
+    x: (n, d) float32/float64 unit rows (zero rows stay zero), C-contiguous, host.
+    tags: (n, t) CSR float64 unit rows (zero rows stay zero), host.
     tags_dense_t: (t, n) float64 dense transpose of ``tags`` when small enough, else None
-        (used to build tag-similarity blocks as sparse x dense products).
+        (numpy backend: builds tag-similarity blocks as sparse x dense products).
+    backend: the array backend; x_dev is ``x`` on its device (the same object for numpy) and
+        tags_dev the dense (n, t) float64 tag matrix on the device (torch only, else None).
     """
 
     x: np.ndarray
     tags: sp.csr_matrix
     tags_dense_t: np.ndarray | None
+    backend: object = field(default_factory=_NumpyBackend)
+    x_dev: object = None
+    tags_dev: object = None
 
     @property
     def n(self) -> int:
@@ -221,6 +477,10 @@ class _Operands:
     def zero_tag_rows(self) -> np.ndarray:
         return np.diff(self.tags.indptr) == 0
 
+    @property
+    def tags32(self) -> sp.csr_matrix:
+        return self.tags.astype(np.float32)
+
 
 def _normalize_dense_rows(x: np.ndarray) -> np.ndarray:
     """Unit-norm rows in x's dtype (norms in float64); zero rows stay zero."""
@@ -229,7 +489,8 @@ def _normalize_dense_rows(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x * scale.astype(x.dtype)[:, None])
 
 
-def _prepare(embeddings, tag_vectors) -> _Operands:
+def _prepare(embeddings, tag_vectors, backend=None) -> _Operands:
+    backend = backend if backend is not None else _NumpyBackend()
     x = np.asarray(embeddings)
     if x.ndim != 2:
         raise ScoringError(f"embeddings must be a 2-D (items, dim) array, got shape {x.shape}")
@@ -271,10 +532,14 @@ def _prepare(embeddings, tag_vectors) -> _Operands:
     tags.sort_indices()
 
     n, t = tags.shape
-    # Dense (t, n) copy makes a tag block a cheap sparse(b, t) x dense(t, n) product; skip it when
-    # it would be large (many slots), then blocks come from sparse x sparse products.
-    tags_dense_t = np.ascontiguousarray(tags.T.toarray()) if n * t * 8 <= 2**30 else None
-    return _Operands(x=x, tags=tags, tags_dense_t=tags_dense_t)
+    if isinstance(backend, _NumpyBackend):
+        # Dense (t, n) copy makes a tag block a cheap sparse(b, t) x dense(t, n) product; skip it
+        # when it would be large (many slots), then blocks come from sparse x sparse products.
+        tags_dense_t = np.ascontiguousarray(tags.T.toarray()) if n * t * 8 <= 2**30 else None
+        return _Operands(x=x, tags=tags, tags_dense_t=tags_dense_t, backend=backend, x_dev=x)
+    return _Operands(
+        x=x, tags=tags, tags_dense_t=None, backend=backend, x_dev=backend.put(x), tags_dev=backend.dense_tags(tags)
+    )
 
 
 def resolve_anchors(anchors: AnchorsArg, n: int, seed: int = 42) -> np.ndarray:
@@ -304,12 +569,40 @@ def resolve_anchors(anchors: AnchorsArg, n: int, seed: int = 42) -> np.ndarray:
     return idx.astype(np.int64)
 
 
-def _block_size(block_size: int | None, n: int) -> int:
+@dataclass(frozen=True)
+class _Blocks:
+    """Anchors per block for each kind of (b, n) working set, from one memory budget.
+
+    pearson: embedding deviation block (one (b, n) array in x's dtype, squared in place).
+    ranks: similarity blocks, rounded integers, sort permutation, run bookkeeping and ranks
+        (~12 arrays of 8 bytes per entry).
+    pairs: all-pairs blocks (similarities, upper-triangle mask, quantized keys).
+    """
+
+    pearson: int
+    ranks: int
+    pairs: int
+
+
+_BYTES_PER_ENTRY = {"pearson": 16, "ranks": 112, "pairs": 64}
+
+
+def _blocks(block_size: int | None, n: int, memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB) -> _Blocks:
     if block_size is not None:
         if int(block_size) < 1:
             raise ScoringError(f"block_size must be >= 1, got {block_size}")
-        return int(block_size)
-    return int(max(16, min(4096, DEFAULT_BLOCK_MEMORY_BYTES // (_BYTES_PER_BLOCK_ENTRY * n))))
+        b = int(block_size)
+        return _Blocks(b, b, b)
+    if not memory_budget_mb > 0:
+        raise ScoringError(f"memory_budget_mb must be positive, got {memory_budget_mb}")
+    budget = float(memory_budget_mb) * 2**20
+    sizes = {k: int(max(1, min(8192, budget // (v * n)))) for k, v in _BYTES_PER_ENTRY.items()}
+    return _Blocks(**sizes)
+
+
+def _block_size(block_size: int | None, n: int, memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB) -> int:
+    """Anchors per similarity block for Pearson work (kept for callers that want one number)."""
+    return _blocks(block_size, n, memory_budget_mb).pearson
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,20 +610,15 @@ def _block_size(block_size: int | None, n: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def similarity_block(ops: _Operands, rows: np.ndarray, col_start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def similarity_block(ops: _Operands, rows: np.ndarray, col_start: int = 0):
     """Embedding and tag cosine similarities of items ``rows`` against items ``col_start..n-1``.
 
-    Returns (emb, tag): emb (b, n - col_start) in the embeddings' dtype (one matrix product),
-    tag (b, n - col_start) float64.
+    Returns (emb, tag) backend arrays: emb (b, n - col_start) in the embeddings' dtype (one
+    matrix product), tag (b, n - col_start) float64 (sparse x dense product on the CPU).
     """
-    emb = ops.x[rows] @ ops.x[col_start:].T
-    tag_rows = ops.tags[rows]
-    if ops.tags_dense_t is not None:
-        # sparse (b, t) x dense (t, n): ~nnz-per-row axpys of length n per anchor.
-        tag = tag_rows @ ops.tags_dense_t[:, col_start:]
-    else:
-        tag = (tag_rows @ ops.tags[col_start:].T).toarray()
-    return emb, np.asarray(tag)
+    be = ops.backend
+    emb = ops.x_dev[be.index(rows)] @ ops.x_dev[col_start:].T
+    return emb, be.tag_block(ops, rows, col_start)
 
 
 def _iter_blocks(items: np.ndarray, size: int) -> Iterator[np.ndarray]:
@@ -354,36 +642,37 @@ def _undefined_threshold(count: int, dtype) -> float:
     return count * max((16.0 * eps) ** 2, 64.0 * np.finfo(np.float64).eps)
 
 
-def _row_pearson(a: np.ndarray, b: np.ndarray, self_col: np.ndarray | None, a_dtype, b_dtype) -> np.ndarray:
-    """Pearson correlation of each row of ``a`` with the same row of ``b`` (both (k, m)).
+def _row_pearson(be, a, b, self_col: np.ndarray | None, a_dtype, b_dtype) -> np.ndarray:
+    """Pearson correlation of each row of ``a`` with the same row of ``b`` (both (k, m) backend arrays).
 
     With ``self_col`` (k,) the entry ``[i, self_col[i]]`` is left out of row i. Centred float64
-    moments; NaN where a row is constant. ``b`` may be modified in place.
+    moments; NaN where a row is constant. Returns (k,) numpy float64.
     """
     k, m = a.shape
-    a = a.astype(np.float64)  # our own copy, centred in place below
-    b = b if b.dtype == np.float64 else b.astype(np.float64)
-    rows = np.arange(k)
+    a = be.f64(a)  # our own copies, centred in place below
+    b = be.f64(b)
+    rows = be.arange(k)
     if self_col is None:
         count = m
-        mean_a = a.mean(axis=1)
-        mean_b = b.mean(axis=1)
+        mean_a = be.row_sums(a) / count
+        mean_b = be.row_sums(b) / count
     else:
+        cols = be.index(self_col)
         count = m - 1
-        mean_a = (a.sum(axis=1) - a[rows, self_col]) / count
-        mean_b = (b.sum(axis=1) - b[rows, self_col]) / count
+        mean_a = (be.row_sums(a) - a[rows, cols]) / count
+        mean_b = (be.row_sums(b) - b[rows, cols]) / count
     a -= mean_a[:, None]
     b -= mean_b[:, None]
-    sxx = np.einsum("ij,ij->i", a, a)
-    syy = np.einsum("ij,ij->i", b, b)
-    sxy = np.einsum("ij,ij->i", a, b)
+    sxx = be.rowdot(a, a)
+    syy = be.rowdot(b, b)
+    sxy = be.rowdot(a, b)
     if self_col is not None:
-        da = a[rows, self_col]
-        db = b[rows, self_col]
-        sxx -= da * da
-        syy -= db * db
-        sxy -= da * db
-    return _pearson_from_sums(sxx, syy, sxy, count, a_dtype, b_dtype)
+        da = a[rows, cols]
+        db = b[rows, cols]
+        sxx = sxx - da * da
+        syy = syy - db * db
+        sxy = sxy - da * db
+    return _pearson_from_sums(be.get(sxx), be.get(syy), be.get(sxy), count, a_dtype, b_dtype)
 
 
 def _pearson_from_sums(sxx, syy, sxy, count, x_dtype, y_dtype) -> np.ndarray:
@@ -398,31 +687,45 @@ def _quantize(sim: np.ndarray) -> np.ndarray:
     return np.rint(sim.astype(np.float64, copy=False) * _TIE_SCALE).astype(np.int64)
 
 
-def _row_ranks(sim: np.ndarray, self_col: np.ndarray | None) -> np.ndarray:
+def row_ranks(sim: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based, float64) within each row of a (k, m) similarity array.
+
+    Values are rounded to TIE_DECIMALS decimals first, so values equal up to summation order tie;
+    tied values get the mean of their ranks (as ``scipy.stats.rankdata(..., axis=1)``).
+    Vectorized: one row-wise sort, tie runs found by comparing sorted neighbours.
+    """
+    be = _NumpyBackend()
+    return be.average_ranks(be.quantize(np.atleast_2d(np.asarray(sim))))
+
+
+def _row_ranks(be, sim, self_col: np.ndarray | None):
     """Average ranks (float64) of each row's similarities rounded to TIE_DECIMALS decimals.
 
     The self entry, when given, is ranked last so the others get the ranks 1..m-1 they have
     among themselves; :func:`_row_pearson` then leaves it out.
     """
-    q = np.round(sim.astype(np.float64), TIE_DECIMALS)
+    q = be.quantize(sim)
     if self_col is not None:
-        q[np.arange(q.shape[0]), self_col] = np.inf
-    return rankdata(q, method="average", axis=1)
+        be.set_entries(q, be.arange(q.shape[0]), be.index(self_col), np.iinfo(np.int64).max)
+    return be.average_ranks(q)
 
 
 def _anchor_rows(ops: _Operands, anchors: np.ndarray, include_self: bool, method: str, block: int) -> np.ndarray:
     """Per-anchor correlations over similarity blocks: (n_anchors,) float64."""
+    be = ops.backend
     out = np.empty(anchors.size)
     for start in range(0, anchors.size, block):
         rows = anchors[start : start + block]
         emb, tag = similarity_block(ops, rows)
         self_col = None if include_self else rows
         if method == "pearson":
-            out[start : start + rows.size] = _row_pearson(emb, tag, self_col, ops.x.dtype, np.float64)
+            out[start : start + rows.size] = _row_pearson(be, emb, tag, self_col, ops.x.dtype, np.float64)
         else:
-            out[start : start + rows.size] = _row_pearson(
-                _row_ranks(emb, self_col), _row_ranks(tag, self_col), self_col, np.float64, np.float64
-            )
+            emb_ranks = _row_ranks(be, emb, self_col)
+            del emb
+            tag_ranks = _row_ranks(be, tag, self_col)
+            del tag
+            out[start : start + rows.size] = _row_pearson(be, emb_ranks, tag_ranks, self_col, np.float64, np.float64)
     return out
 
 
@@ -437,61 +740,56 @@ MAX_DENSE_SLOTS = 4096
 
 @dataclass(frozen=True)
 class _PearsonFactors:
-    """Small matrices from which per-anchor centred moments follow (all float64 unless noted).
+    """Small matrices from which per-anchor centred moments follow (backend arrays, float64 unless noted).
 
     x_mean: (d,) mean normalized embedding m.  tag_mean: (t,) mean normalized tag vector mu.
     cross: (d, t) K = sum_j (x_j - m) tau_j^T.  scatter_t: (t, t) sum_j (tau_j - mu)(tau_j - mu)^T.
-    scatter_x: (d, d) sum_j (x_j - m)(x_j - m)^T, only for the factored strategy.
-    x_centred: (n, d) x_j - m in the embeddings' dtype, only for the blockwise strategy.
+    scatter_x: (d, d) sum_j (x_j - m)(x_j - m)^T, only when asked for (factored strategy, all pairs).
+    x_centred: (n, d) x_j - m in the embeddings' dtype, only when asked for (blockwise, Mantel).
     """
 
-    x_mean: np.ndarray
-    tag_mean: np.ndarray
-    cross: np.ndarray
-    scatter_t: np.ndarray
-    scatter_x: np.ndarray | None
-    x_centred: np.ndarray | None
+    x_mean: object
+    tag_mean: object
+    cross: object
+    scatter_t: object
+    scatter_x: object | None
+    x_centred: object | None
 
 
-def _centred_scatter_tags(tags: sp.csr_matrix, mean: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """sum_j (tau_j - mean)(tau_j - mean)^T, (t, t) float64, from centred dense row chunks."""
-    t = tags.shape[1]
-    out = np.zeros((t, t))
-    for start in range(0, tags.shape[0], chunk):
-        centred = tags[start : start + chunk].toarray() - mean
-        out += centred.T @ centred
-    return out
-
-
-def _pearson_factors(ops: _Operands, factored: bool, chunk: int = 4096) -> _PearsonFactors:
+def _pearson_factors(ops: _Operands, scatter: bool, centred: bool, chunk: int = 4096) -> _PearsonFactors:
+    be = ops.backend
     n, d = ops.x.shape
-    x_mean = ops.x.mean(axis=0, dtype=np.float64)
-    tag_mean = np.asarray(ops.tags.mean(axis=0)).ravel()
-    cross = np.zeros((d, ops.tags.shape[1]))
-    scatter_x = np.zeros((d, d)) if factored else None
-    x_centred = None if factored else np.empty_like(ops.x)
+    x_mean = be.col_means(ops.x_dev)
+    tag_mean = be.put(np.asarray(ops.tags.mean(axis=0)).ravel())
+    cross_t = be.zeros((ops.tags.shape[1], d))
+    scatter_x = be.zeros((d, d)) if scatter else None
+    x_centred = [] if centred else None
     # Row chunks keep the float64 centred copy small (memory O(chunk * d)).
     for start in range(0, n, chunk):
-        centred = ops.x[start : start + chunk].astype(np.float64) - x_mean
-        cross += np.asarray(ops.tags[start : start + chunk].T @ centred).T
-        if factored:
-            scatter_x += centred.T @ centred
-        else:
-            x_centred[start : start + chunk] = centred
-    scatter_t = _centred_scatter_tags(ops.tags, tag_mean)
-    return _PearsonFactors(x_mean, tag_mean, cross, scatter_t, scatter_x, x_centred)
+        stop = min(n, start + chunk)
+        part = be.f64(ops.x_dev[start:stop])
+        part -= x_mean
+        cross_t += be.tags_t_times(ops, start, stop, part)
+        if scatter:
+            scatter_x += part.T @ part  # syrk-shaped: the BLAS exploits symmetry
+        if centred:
+            x_centred.append(part.astype(ops.x.dtype) if be.name == "numpy" else part.to(ops.x_dev.dtype))
+    if centred:
+        x_centred = np.concatenate(x_centred) if be.name == "numpy" else be.torch.cat(x_centred)
+    # The (t, t) tag scatter: t is small, n t^2 work; centred dense row chunks on the host.
+    tags = ops.tags
+    mean_host = be.get(tag_mean)
+    scatter_t = np.zeros((tags.shape[1], tags.shape[1]))
+    for start in range(0, n, 8192):
+        part = tags[start : start + 8192].toarray() - mean_host
+        scatter_t += part.T @ part
+    return _PearsonFactors(x_mean, tag_mean, cross_t.T, be.put(scatter_t), scatter_x, x_centred)
 
 
-def embedding_deviation_block(x_rows: np.ndarray, x_centred: np.ndarray) -> np.ndarray:
-    """(b, n) block of x_a . (x_j - m) = S_aj - mean_j S_aj, one matrix product in x's dtype.
-
-    Block kernel of the blockwise Pearson: the embedding-similarity row of each anchor, already
-    centred on its mean over all n items, so its sum of squares has no cancellation.
-    """
-    return x_rows @ x_centred.T
-
-
-def _anchor_pearson(ops: _Operands, anchors: np.ndarray, include_self: bool, block: int, factored: bool) -> np.ndarray:
+def _anchor_pearson(
+    ops: _Operands, anchors: np.ndarray, include_self: bool, block: int, factored: bool,
+    factors: _PearsonFactors | None = None,
+) -> np.ndarray:
     """Per-anchor Pearson r_a, (n_anchors,) float64.
 
     Centred sums over all n items: tag side and cross term from the factor matrices
@@ -501,35 +799,40 @@ def _anchor_pearson(ops: _Operands, anchors: np.ndarray, include_self: bool, blo
     """
     if ops.tags.shape[1] > MAX_DENSE_SLOTS:
         return _anchor_rows(ops, anchors, include_self, "pearson", block)
+    be = ops.backend
     n = ops.n
-    fac = _pearson_factors(ops, factored)
+    fac = factors if factors is not None else _pearson_factors(ops, scatter=factored, centred=not factored)
     count = n if include_self else n - 1
     out = np.empty(anchors.size)
     for start in range(0, anchors.size, block):
         rows = anchors[start : start + block]
-        xa = ops.x[rows].astype(np.float64)
-        ta = ops.tags[rows].toarray()
+        idx = be.index(rows)
+        xa = be.f64(ops.x_dev[idx])
+        ta = be.tag_rows(ops, rows)
         if factored:
-            sxx = np.einsum("ij,ij->i", xa @ fac.scatter_x, xa)
+            sxx = be.rowdot(xa @ fac.scatter_x, xa)
         else:
-            dev = embedding_deviation_block(ops.x[rows], fac.x_centred)
-            np.square(dev, out=dev)
-            sxx = np.add.reduce(dev, axis=1, dtype=np.float64)
-        syy = np.einsum("ij,ij->i", ta @ fac.scatter_t, ta)
-        sxy = np.einsum("ij,ij->i", xa @ fac.cross, ta)
+            # The (b, n) block x_a . (x_j - m) = S_aj - mean_j S_aj: one product in x's dtype,
+            # already centred, so its sum of squares has no cancellation.
+            sxx = be.row_sum_squares(ops.x_dev[idx] @ fac.x_centred.T)
+        syy = be.rowdot(ta @ fac.scatter_t, ta)
+        sxy = be.rowdot(xa @ fac.cross, ta)
         if not include_self:
             # Remove the self pair (x_a.x_a, tau_a.tau_a) from the centred sums over all n items.
-            dx = np.einsum("ij,ij->i", xa, xa) - xa @ fac.x_mean
-            dt = np.einsum("ij,ij->i", ta, ta) - ta @ fac.tag_mean
+            dx = be.rowdot(xa, xa) - xa @ fac.x_mean
+            dt = be.rowdot(ta, ta) - ta @ fac.tag_mean
             f = n / (n - 1)
             sxx = sxx - f * dx * dx
             syy = syy - f * dt * dt
             sxy = sxy - f * dx * dt
-        out[start : start + rows.size] = _pearson_from_sums(sxx, syy, sxy, count, ops.x.dtype, np.float64)
+        out[start : start + rows.size] = _pearson_from_sums(
+            be.get(sxx), be.get(syy), be.get(sxy), count, ops.x.dtype, np.float64
+        )
     return out
 
 
 def _use_factored(ops: _Operands, n_rows: int, strategy: Strategy) -> bool:
+    """Whether per-anchor Pearson over ``n_rows`` anchors is cheaper from the d x d scatter."""
     if strategy == "factored":
         return True
     if strategy == "blockwise":
@@ -537,14 +840,25 @@ def _use_factored(ops: _Operands, n_rows: int, strategy: Strategy) -> bool:
     if strategy != "auto":
         raise ScoringError(f"strategy must be 'auto', 'blockwise' or 'factored', got {strategy!r}")
     n, d = ops.x.shape
-    # Multiply-adds; float64 GEMMs run at about half the float32 rate; the blockwise path also
-    # makes a few passes over each (b, n) block.
-    factored = 2.0 * (n + n_rows) * d * d
+    # Multiply-adds; float64 GEMMs run at about half the float32 rate (the symmetric scatter
+    # costs half a GEMM); the blockwise path also makes a few passes over each (b, n) block.
+    factored = 2.0 * (n / 2 + n_rows) * d * d
     float32_factor = 1.0 if ops.x.dtype == np.float32 else 2.0
     blockwise = float32_factor * n_rows * n * d + 4.0 * n_rows * n
     return factored < blockwise
 
 
+def _use_factored_allpairs(ops: _Operands, strategy: Strategy) -> bool:
+    """Whether the all-pairs Pearson is cheaper from the scatter (n d^2 / 2) than from blocks (n^2 d / 2)."""
+    if strategy in ("factored", "blockwise"):
+        return strategy == "factored"
+    if strategy != "auto":
+        raise ScoringError(f"strategy must be 'auto', 'blockwise' or 'factored', got {strategy!r}")
+    if ops.tags.shape[1] > MAX_DENSE_SLOTS:
+        return False
+    n, d = ops.x.shape
+    float32_factor = 1.0 if ops.x.dtype == np.float32 else 2.0
+    return 2.0 * n * d * d / 2 < float32_factor * n * n * d / 2 + 4.0 * n * n / 2
 # --------------------------------------------------------------------------------------------
 # Public API: per-anchor
 # --------------------------------------------------------------------------------------------
@@ -560,6 +874,9 @@ def corrembed(
     block_size: int | None = None,
     method: Literal["pearson", "spearman"] = "pearson",
     strategy: Strategy = "auto",
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+    device: str | None = None,
+    allow_tf32: bool = False,
 ) -> CorrEmbedResult:
     """CorrEmbed: mean over anchors of the correlation between tag and embedding similarity rows.
 
@@ -570,9 +887,12 @@ def corrembed(
             explicit (k,) integer array of item indices (order kept).
         seed: seed of the anchor draw (``np.random.default_rng``).
         include_self: compare each anchor with itself too (the paper's choice) or not (default).
-        block_size: anchors per block; default from :data:`DEFAULT_BLOCK_MEMORY_BYTES`.
+        block_size: anchors per block; default from ``memory_budget_mb``.
         method: "pearson" (CorrEmbed) or "spearman" (rank rows, ties averaged after rounding).
         strategy: for Pearson, "blockwise", "factored" or "auto" (cheaper by flop count); both exact.
+        memory_budget_mb: bound on the (b, n) working blocks (MiB); sets the block size.
+        device: "cpu" / None (numpy), "cuda" / "cuda:N" (torch on the GPU), "torch-cpu".
+        allow_tf32: let float32 GPU products use TF32 (faster, ~1e-3 relative error); off by default.
 
     Returns:
         :class:`CorrEmbedResult`.
@@ -580,17 +900,24 @@ def corrembed(
     Raises:
         ScoringError: bad shapes or values, or no anchor with a defined correlation.
     """
-    ops = _prepare(embeddings, tag_vectors)
-    return _corrembed(ops, resolve_anchors(anchors, ops.n, seed), include_self, _block_size(block_size, ops.n), method, strategy)
+    be = _backend(device, allow_tf32)
+    with be.precision():
+        ops = _prepare(embeddings, tag_vectors, be)
+        blocks = _blocks(block_size, ops.n, memory_budget_mb)
+        return _corrembed(ops, resolve_anchors(anchors, ops.n, seed), include_self, blocks, method, strategy)
 
 
-def _corrembed(ops: _Operands, anchors: np.ndarray, include_self: bool, block: int, method: str, strategy: Strategy) -> CorrEmbedResult:
+def _corrembed(
+    ops: _Operands, anchors: np.ndarray, include_self: bool, blocks: _Blocks, method: str, strategy: Strategy,
+    factors: _PearsonFactors | None = None,
+) -> CorrEmbedResult:
     if method not in ("pearson", "spearman"):
         raise ScoringError(f"method must be 'pearson' or 'spearman', got {method!r}")
     if method == "pearson":
-        per_anchor = _anchor_pearson(ops, anchors, include_self, block, _use_factored(ops, anchors.size, strategy))
+        factored = _use_factored(ops, anchors.size, strategy)
+        per_anchor = _anchor_pearson(ops, anchors, include_self, blocks.pearson, factored, factors)
     else:
-        per_anchor = _anchor_rows(ops, anchors, include_self, method, block)
+        per_anchor = _anchor_rows(ops, anchors, include_self, method, blocks.ranks)
     zero_tags = ops.zero_tag_rows[anchors]
     per_anchor[zero_tags] = np.nan
     return _result(per_anchor, anchors, int(zero_tags.sum()), ops.n, method, include_self)
@@ -624,11 +951,13 @@ def anchor_spearman(
     seed: int = 42,
     include_self: bool = False,
     block_size: int | None = None,
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+    device: str | None = None,
 ) -> CorrEmbedResult:
     """Per-anchor Spearman variant of :func:`corrembed` (same as ``corrembed(..., method="spearman")``)."""
     return corrembed(
         embeddings, tag_vectors, anchors=anchors, seed=seed, include_self=include_self,
-        block_size=block_size, method="spearman",
+        block_size=block_size, method="spearman", memory_budget_mb=memory_budget_mb, device=device,
     )
 
 
@@ -707,55 +1036,198 @@ class _PairMoments:
 
 
 def _allpairs_pearson_blockwise(ops: _Operands, block: int) -> float:
+    be = ops.backend
     moments = _PairMoments()
     for rows in _iter_blocks(np.arange(ops.n), block):
         start = int(rows[0])
         emb, tag = similarity_block(ops, rows, col_start=start)
         mask = _upper_mask(rows, start, emb.shape[1])
-        moments.add(emb[mask], tag[mask])
+        moments.add(be.get(emb)[mask], be.get(tag)[mask])
     return moments.pearson(ops.x.dtype, np.float64)
 
 
-def _allpairs_pearson_factored(ops: _Operands) -> float:
-    """Pearson over i < j from Gram matrices: sum_{i<j} S_ij = (sum_ij S_ij - sum_i S_ii) / 2, etc."""
+@dataclass(frozen=True)
+class _PairSums:
+    """Float64 sums over the upper-triangle pairs, from the factor matrices (no similarity block).
+
+    With S = X X^T, T = Tau Tau^T, x~_j = x_j - m, a_i = x_i.m - m.m, b_i = tau_i.mu - mu.mu:
+    sum_ij S_ij = n^2 m.m; sum_ij S_ij^2 = ||C||^2 + 2n sum a_i^2 + n^2 (m.m)^2 (C the scatter);
+    sum_ij S_ij T_ij = ||K||^2 + 2n sum a_i b_i + n^2 (m.m)(mu.mu) (K = sum_j x~_j tau_j^T).
+    Pairs i < j: remove the diagonal (S_ii = |x_i|^2) and halve. Permuting the items of the tag
+    side (the Mantel null) changes only K, b and the diagonal products.
+    """
+
+    n: int
+    pairs: float
+    sum_x: float
+    sum_y: float
+    sxx: float
+    syy: float
+    a: np.ndarray
+    b: np.ndarray
+    x_sq: np.ndarray
+    t_sq: np.ndarray
+    mm: float
+    tt: float
+
+    def cross_sxy(self, cross_sq_norm: float, perm: np.ndarray | None = None) -> float:
+        """Centred sum of products over pairs, given ||K||^2 for tag rows permuted by ``perm``."""
+        b = self.b if perm is None else self.b[perm]
+        t_sq = self.t_sq if perm is None else self.t_sq[perm]
+        n = self.n
+        total = cross_sq_norm + 2.0 * n * float(self.a @ b) + n * n * self.mm * self.tt
+        upper = (total - float(self.x_sq @ t_sq)) / 2.0
+        return upper - self.sum_x * self.sum_y / self.pairs
+
+    def pearson(self, sxy: float, x_dtype) -> float:
+        r = _pearson_from_sums(
+            np.array([self.sxx]), np.array([self.syy]), np.array([sxy]), int(self.pairs), x_dtype, np.float64
+        )
+        return float(r[0])
+
+
+def _pair_sums(ops: _Operands, fac: _PearsonFactors) -> _PairSums:
+    be = ops.backend
     n = ops.n
-    x = ops.x.astype(np.float64)
-    tags = ops.tags
-    x_sq = np.einsum("ij,ij->i", x, x)  # S_ii (1 or 0)
-    t_sq = np.asarray(tags.multiply(tags).sum(axis=1)).ravel()
-    x_sum = x.sum(axis=0)
-    t_sum = np.asarray(tags.sum(axis=0)).ravel()
-    gram_x = x.T @ x
-    gram_t = (tags.T @ tags).toarray()
-    cross = np.asarray(tags.T @ x)  # (t, d)
-    pairs = n * (n - 1) / 2
-    sum_x = (x_sum @ x_sum - x_sq.sum()) / 2
-    sum_y = (t_sum @ t_sum - t_sq.sum()) / 2
-    sum_xx = (np.sum(gram_x * gram_x) - (x_sq * x_sq).sum()) / 2
-    sum_yy = (np.sum(gram_t * gram_t) - (t_sq * t_sq).sum()) / 2
-    sum_xy = (np.sum(cross * cross) - (x_sq * t_sq).sum()) / 2
-    sxx = np.array([sum_xx - sum_x * sum_x / pairs])
-    syy = np.array([sum_yy - sum_y * sum_y / pairs])
-    sxy = np.array([sum_xy - sum_x * sum_y / pairs])
-    return float(_pearson_from_sums(sxx, syy, sxy, int(pairs), ops.x.dtype, np.float64)[0])
+    m, mu = be.get(fac.x_mean), be.get(fac.tag_mean)
+    scatter_x, scatter_t = be.get(fac.scatter_x), be.get(fac.scatter_t)
+    x = ops.x
+    x_sq = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+    t_sq = np.asarray(ops.tags.multiply(ops.tags).sum(axis=1)).ravel()
+    mm, tt = float(m @ m), float(mu @ mu)
+    a = _rowdot_mean(x, m) - mm
+    b = np.asarray(ops.tags @ mu).ravel() - tt
+    pairs = n * (n - 1) / 2.0
+    sum_x = (n * n * mm - x_sq.sum()) / 2.0
+    sum_y = (n * n * tt - t_sq.sum()) / 2.0
+    all_xx = np.sum(scatter_x * scatter_x) + 2.0 * n * (a @ a) + n * n * mm * mm
+    all_yy = np.sum(scatter_t * scatter_t) + 2.0 * n * (b @ b) + n * n * tt * tt
+    sxx = (all_xx - x_sq @ x_sq) / 2.0 - sum_x * sum_x / pairs
+    syy = (all_yy - t_sq @ t_sq) / 2.0 - sum_y * sum_y / pairs
+    return _PairSums(n, pairs, sum_x, sum_y, sxx, syy, a, b, x_sq, t_sq, mm, tt)
+
+
+def _rowdot_mean(x: np.ndarray, m: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """x_i . m in float64 for float32 x, in row chunks (no full float64 copy of x)."""
+    out = np.empty(x.shape[0])
+    for start in range(0, x.shape[0], chunk):
+        out[start : start + chunk] = x[start : start + chunk].astype(np.float64) @ m
+    return out
+
+
+def _allpairs_pearson_factored(ops: _Operands, fac: _PearsonFactors) -> float:
+    sums = _pair_sums(ops, fac)
+    cross = ops.backend.get(fac.cross)
+    return sums.pearson(sums.cross_sxy(float(np.sum(cross * cross))), ops.x.dtype)
 
 
 def allpairs_pearson(
-    embeddings, tag_vectors, *, block_size: int | None = None, strategy: Strategy = "auto"
+    embeddings, tag_vectors, *, block_size: int | None = None, strategy: Strategy = "auto",
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB, device: str | None = None, allow_tf32: bool = False,
 ) -> float:
     """One Pearson correlation over all pairs i < j of the two cosine-similarity matrices.
 
     Args: as :func:`corrembed`. Returns a float (NaN when either side is constant over pairs).
     """
-    ops = _prepare(embeddings, tag_vectors)
-    return _allpairs_pearson(ops, _block_size(block_size, ops.n), strategy)
+    be = _backend(device, allow_tf32)
+    with be.precision():
+        ops = _prepare(embeddings, tag_vectors, be)
+        return _allpairs_pearson(ops, _blocks(block_size, ops.n, memory_budget_mb).pearson, strategy)
 
 
-def _allpairs_pearson(ops: _Operands, block: int, strategy: Strategy) -> float:
-    # Half of the n rows' worth of similarity work covers the upper triangle.
-    if _use_factored(ops, ops.n // 2, strategy):
-        return _allpairs_pearson_factored(ops)
-    return _allpairs_pearson_blockwise(ops, block)
+def _allpairs_pearson(ops: _Operands, block: int, strategy: Strategy, factors: _PearsonFactors | None = None) -> float:
+    if not _use_factored_allpairs(ops, strategy):
+        return _allpairs_pearson_blockwise(ops, block)
+    if factors is None or factors.scatter_x is None:
+        factors = _pearson_factors(ops, scatter=True, centred=False)
+    return _allpairs_pearson_factored(ops, factors)
+
+
+def pearson_scores(
+    embeddings, tag_vectors, *, anchors: AnchorsArg = "all", seed: int = 42, include_self: bool = False,
+    block_size: int | None = None, strategy: Strategy = "auto",
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB, device: str | None = None, allow_tf32: bool = False,
+) -> tuple[CorrEmbedResult, float]:
+    """Per-anchor CorrEmbed and the all-pairs Pearson in one pass (shared factor matrices).
+
+    The same computation :func:`score_report` does for these two numbers. Args as
+    :func:`corrembed` (``anchors`` defaults to all items). Returns (CorrEmbedResult, all-pairs r).
+    """
+    be = _backend(device, allow_tf32)
+    with be.precision():
+        ops = _prepare(embeddings, tag_vectors, be)
+        blocks = _blocks(block_size, ops.n, memory_budget_mb)
+        anchor_idx = resolve_anchors(anchors, ops.n, seed)
+        factors = None
+        if ops.tags.shape[1] <= MAX_DENSE_SLOTS:
+            anchor_factored = _use_factored(ops, anchor_idx.size, strategy)
+            factors = _pearson_factors(
+                ops, scatter=anchor_factored or _use_factored_allpairs(ops, strategy), centred=not anchor_factored
+            )
+        result = _corrembed(ops, anchor_idx, include_self, blocks, "pearson", strategy, factors)
+        return result, _allpairs_pearson(ops, blocks.pearson, strategy, factors)
+
+
+# --------------------------------------------------------------------------------------------
+# Public API: Mantel permutation test
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MantelResult:
+    """Permutation (Mantel) test of the all-pairs Pearson correlation.
+
+    Attributes:
+        statistic: the observed all-pairs Pearson correlation.
+        p_value: one-sided (1 + #{null >= observed}) / (1 + permutations).
+        permutations: number of item-label permutations of the tag side.
+        null: (permutations,) float64 correlations under the permutations.
+    """
+
+    statistic: float
+    p_value: float
+    permutations: int
+    null: np.ndarray = field(repr=False)
+
+
+def mantel_test(
+    embeddings, tag_vectors, *, permutations: int = 999, seed: int = 42,
+    device: str | None = None, allow_tf32: bool = False,
+) -> MantelResult:
+    """Mantel test: is the all-pairs Pearson higher than with item labels of the tags shuffled?
+
+    Each permutation pi re-labels the tag vectors (item i gets item pi(i)'s tags) and recomputes
+    the all-pairs Pearson exactly from the factor matrices: only K = sum_j (x_j - m) tau_pi(j)^T
+    changes, one sparse (t, n) x dense (n, d) float32 product, O(nnz d) per permutation, nothing
+    of size n x n. Permutations come from ``np.random.default_rng(seed)``.
+    """
+    be = _backend(device, allow_tf32)
+    with be.precision():
+        ops = _prepare(embeddings, tag_vectors, be)
+        return _mantel(ops, _pearson_factors(ops, scatter=True, centred=True), permutations, seed)
+
+
+def _mantel(ops: _Operands, fac: _PearsonFactors, permutations: int, seed: int) -> MantelResult:
+    if int(permutations) < 1:
+        raise ScoringError(f"Mantel permutations must be >= 1, got {permutations}")
+    be = ops.backend
+    sums = _pair_sums(ops, fac)
+    identity = np.arange(ops.n)
+    # The observed value through the same float32 product as the null ones, so that rounding
+    # cannot favour either side of the comparison.
+    observed_sxy = sums.cross_sxy(be.permuted_cross_sq_norm(ops, fac.x_centred, identity))
+    observed = sums.pearson(observed_sxy, ops.x.dtype)
+    rng = np.random.default_rng(seed)
+    null = np.empty(int(permutations))
+    null_sxy = np.empty(int(permutations))
+    for k in range(null.size):
+        perm = rng.permutation(ops.n)
+        null_sxy[k] = sums.cross_sxy(be.permuted_cross_sq_norm(ops, fac.x_centred, perm), perm)
+        null[k] = sums.pearson(null_sxy[k], ops.x.dtype)
+    if np.isnan(observed):
+        return MantelResult(float("nan"), float("nan"), int(permutations), null)
+    p = (1.0 + np.count_nonzero(null_sxy >= observed_sxy)) / (1.0 + null.size)
+    return MantelResult(observed, float(p), int(permutations), null)
 
 
 class _PairRankCollector:
@@ -869,9 +1341,10 @@ def _pair_index_to_ij(k: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _spearman_of_values(emb: np.ndarray, tag: np.ndarray) -> float:
     """Spearman correlation of two 1-D similarity vectors, ties after rounding averaged."""
-    ranks_e = rankdata(np.round(emb.astype(np.float64), TIE_DECIMALS))
-    ranks_t = rankdata(np.round(tag, TIE_DECIMALS))
-    return float(_row_pearson(ranks_e[None], ranks_t[None], None, np.float64, np.float64)[0])
+    be = _NumpyBackend()
+    ranks_e = row_ranks(emb[None])
+    ranks_t = row_ranks(tag[None])
+    return float(_row_pearson(be, ranks_e, ranks_t, None, np.float64, np.float64)[0])
 
 
 def _allpairs_spearman_sampled(ops: _Operands, n_samples: int, seed: int, batches: int = 20) -> AllPairsSpearman:
@@ -902,27 +1375,36 @@ def allpairs_spearman(
     max_exact_pairs: int = DEFAULT_MAX_EXACT_PAIRS,
     sample_pairs: int = DEFAULT_SPEARMAN_SAMPLE_PAIRS,
     seed: int = 42,
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+    device: str | None = None,
+    allow_tf32: bool = False,
 ) -> AllPairsSpearman:
     """Spearman correlation over all pairs i < j of the two cosine-similarity matrices.
 
-    Exact when n(n-1)/2 <= ``max_exact_pairs`` (holds 8 bytes per pair); otherwise from
-    ``sample_pairs`` pairs drawn uniformly with replacement (seeded), with a standard error.
-    Similarities are rounded to TIE_DECIMALS decimals before ranking; ties get average ranks.
+    Exact when n(n-1)/2 <= ``max_exact_pairs``; it then holds 8 bytes per pair (1.6 GB at
+    n = 20,000), beyond ``memory_budget_mb`` (which bounds the similarity blocks only).
+    Otherwise from ``sample_pairs`` pairs drawn uniformly with replacement (seeded), with a
+    standard error. Similarities are rounded to TIE_DECIMALS decimals before ranking; ties get
+    average ranks.
     """
-    ops = _prepare(embeddings, tag_vectors)
-    return _allpairs_spearman(ops, _block_size(block_size, ops.n), max_exact_pairs, sample_pairs, seed)
+    be = _backend(device, allow_tf32)
+    with be.precision():
+        ops = _prepare(embeddings, tag_vectors, be)
+        return _allpairs_spearman(ops, _blocks(block_size, ops.n, memory_budget_mb).pairs, max_exact_pairs, sample_pairs, seed)
 
 
 def _allpairs_spearman(ops: _Operands, block: int, max_exact_pairs: int, sample_pairs: int, seed: int) -> AllPairsSpearman:
     n_pairs = ops.n * (ops.n - 1) // 2
     if n_pairs > max_exact_pairs:
         return _allpairs_spearman_sampled(ops, sample_pairs, seed)
+    be = ops.backend
     collector = _PairRankCollector(n_pairs)
     for rows in _iter_blocks(np.arange(ops.n), block):
         start = int(rows[0])
         emb, tag = similarity_block(ops, rows, col_start=start)
         mask = _upper_mask(rows, start, emb.shape[1])
-        collector.add(emb[mask], tag[mask])
+        collector.add(be.get(emb)[mask], be.get(tag)[mask])
+        del emb, tag
     return AllPairsSpearman(value=collector.spearman(), method="exact", n_pairs=n_pairs, standard_error=0.0)
 
 
@@ -944,33 +1426,74 @@ def score_report(
     block_size: int | None = None,
     max_exact_pairs: int = DEFAULT_MAX_EXACT_PAIRS,
     sample_pairs: int = DEFAULT_SPEARMAN_SAMPLE_PAIRS,
+    permutations: int = 0,
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+    device: str | None = None,
+    allow_tf32: bool = False,
 ) -> ScoreReport:
     """CorrEmbed with its bootstrap interval, all-pairs and Spearman variants, and controls.
 
     Controls (each CorrEmbed over the same anchors, NaN when ``controls`` is false): random
     Gaussian embeddings of the same shape and dtype; embeddings with rows permuted across items;
-    tag vectors with rows permuted across items. Their seeds derive from ``seed``.
+    tag vectors with rows permuted across items. With ``permutations`` > 0, also the Mantel
+    p-value of the all-pairs Pearson (:func:`mantel_test`; NaN when 0). Seeds derive from ``seed``.
+
+    Memory: O(n d) for the inputs' normalized and centred copies plus the (b, n) blocks bounded
+    by ``memory_budget_mb``; the exact all-pairs Spearman adds 8 bytes per pair (see
+    :func:`allpairs_spearman`; ``max_exact_pairs`` caps it).
     Args and returns: see :func:`corrembed`, :func:`allpairs_spearman`, :class:`ScoreReport`.
     """
-    ops = _prepare(embeddings, tag_vectors)
+    be = _backend(device, allow_tf32)
+    with be.precision():
+        return _score_report(
+            be, embeddings, tag_vectors, anchors, seed, include_self, bootstrap, confidence, controls,
+            block_size, max_exact_pairs, sample_pairs, permutations, memory_budget_mb,
+        )
+
+
+def _score_report(
+    be, embeddings, tag_vectors, anchors, seed, include_self, bootstrap, confidence, controls,
+    block_size, max_exact_pairs, sample_pairs, permutations, memory_budget_mb,
+) -> ScoreReport:
+    if int(permutations) < 0:
+        raise ScoringError(f"permutations must be >= 0 (0 = no Mantel test), got {permutations}")
+    ops = _prepare(embeddings, tag_vectors, be)
     n = ops.n
-    block = _block_size(block_size, n)
+    blocks = _blocks(block_size, n, memory_budget_mb)
     anchor_idx = resolve_anchors(anchors, n, seed)
-    pearson = _corrembed(ops, anchor_idx, include_self, block, "pearson", "auto")
-    spearman = _corrembed(ops, anchor_idx, include_self, block, "spearman", "blockwise")
+
+    # One pass over the data gives the factor matrices shared by the per-anchor Pearson, the
+    # all-pairs Pearson and the Mantel test (whichever of them use it).
+    factors = None
+    if ops.tags.shape[1] <= MAX_DENSE_SLOTS:
+        anchor_factored = _use_factored(ops, anchor_idx.size, "auto")
+        need_scatter = anchor_factored or _use_factored_allpairs(ops, "auto") or permutations > 0
+        need_centred = not anchor_factored or permutations > 0
+        factors = _pearson_factors(ops, scatter=need_scatter, centred=need_centred)
+    pearson = _corrembed(ops, anchor_idx, include_self, blocks, "pearson", "auto", factors)
+    all_pearson = _allpairs_pearson(ops, blocks.pearson, "auto", factors)
+    seq_random, seq_emb, seq_tags, seq_mantel = np.random.SeedSequence(seed).spawn(4)
+    mantel_p = float("nan")
+    if permutations > 0:
+        if factors is None or factors.scatter_x is None or factors.x_centred is None:
+            factors = _pearson_factors(ops, scatter=True, centred=True)
+        mantel_seed = int(seq_mantel.generate_state(1)[0])
+        mantel_p = _mantel(ops, factors, int(permutations), mantel_seed).p_value
+    del factors  # O(n d) centred copy: free it before the rank statistics
+
+    spearman = _corrembed(ops, anchor_idx, include_self, blocks, "spearman", "blockwise")
     ci_low, ci_high = bootstrap_interval(pearson.per_anchor, bootstrap, confidence, seed)
-    all_pearson = _allpairs_pearson(ops, block, "auto")
-    all_spearman = _allpairs_spearman(ops, block, max_exact_pairs, sample_pairs, seed)
+    all_spearman = _allpairs_spearman(ops, blocks.pairs, max_exact_pairs, sample_pairs, seed)
 
     control_random = control_shuffled_emb = control_shuffled_tags = float("nan")
     if controls:
-        seq_random, seq_emb, seq_tags = np.random.SeedSequence(seed).spawn(3)
-        random_x = np.random.default_rng(seq_random).standard_normal(ops.x.shape).astype(ops.x.dtype)
-        control_random = _control(random_x, ops.tags, anchor_idx, include_self, block)
+        random_x = np.random.default_rng(seq_random).standard_normal(ops.x.shape, dtype=ops.x.dtype)
+        control_random = _control(be, random_x, ops.tags, anchor_idx, include_self, blocks)
+        del random_x
         perm = np.random.default_rng(seq_emb).permutation(n)
-        control_shuffled_emb = _control(ops.x[perm], ops.tags, anchor_idx, include_self, block)
+        control_shuffled_emb = _control(be, ops.x[perm], ops.tags, anchor_idx, include_self, blocks)
         perm = np.random.default_rng(seq_tags).permutation(n)
-        control_shuffled_tags = _control(ops.x, ops.tags[perm], anchor_idx, include_self, block)
+        control_shuffled_tags = _control(be, ops.x, ops.tags[perm], anchor_idx, include_self, blocks)
 
     return ScoreReport(
         corrembed=pearson.mean,
@@ -993,16 +1516,19 @@ def score_report(
         control_random=control_random,
         control_shuffled_embeddings=control_shuffled_emb,
         control_shuffled_tags=control_shuffled_tags,
+        mantel_p=mantel_p,
+        permutations=int(permutations),
+        device=be.label,
         anchors=anchor_idx,
         per_anchor_pearson=pearson.per_anchor,
         per_anchor_spearman=spearman.per_anchor,
     )
 
 
-def _control(x: np.ndarray, tags: sp.csr_matrix, anchors: np.ndarray, include_self: bool, block: int) -> float:
-    ops = _prepare(x, tags)
+def _control(be, x: np.ndarray, tags: sp.csr_matrix, anchors: np.ndarray, include_self: bool, blocks: _Blocks) -> float:
+    ops = _prepare(x, tags, be)
     try:
-        return _corrembed(ops, anchors, include_self, block, "pearson", "auto").mean
+        return _corrembed(ops, anchors, include_self, blocks, "pearson", "auto").mean
     except ScoringError:
         return float("nan")
 
