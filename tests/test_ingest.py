@@ -44,6 +44,7 @@ def _csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 
 
 def _ingest(manifest: Path, out: Path, **options):
+    options.setdefault("min_items", 1)  # these tests use catalogues of 1-2 items too
     report = ingest_catalogue(
         manifest,
         images_out=out / "images.parquet",
@@ -52,6 +53,8 @@ def _ingest(manifest: Path, out: Path, **options):
         **options,
     )
     images, tags = read_catalogue(out / "images.parquet", out / "tags.parquet")
+    full = pl.read_parquet(out / "images.parquet")
+    images = images.with_columns(full.select("outside_manifest_folder", "listed_as"))
     rejects = pl.read_csv(out / "rejects.csv", infer_schema=False)
     return report, images, tags, rejects
 
@@ -127,10 +130,11 @@ def _check_expected_catalogue(images: pl.DataFrame, tags: pl.DataFrame, pictures
     assert _tag_set(tags) == EXPECTED_TAGS
     assert tags.height == len(EXPECTED_TAGS)  # no duplicate rows
     assert tags["item_id"].unique(maintain_order=True).to_list() == ["007", "7", "0007"]
-    assert images.schema == {
+    assert images.drop("outside_manifest_folder", "listed_as").schema == {
         "item_id": pl.String, "image": pl.String, "image_rank": pl.Int32,
         "width": pl.Int32, "height": pl.Int32, "sha256": pl.String,
     }
+    assert not images["outside_manifest_folder"].any()
 
 
 # ------------------------------------------------------------------------------------------
@@ -139,7 +143,8 @@ def _check_expected_catalogue(images: pl.DataFrame, tags: pl.DataFrame, pictures
 
 
 def test_wide_and_long_give_the_same_catalogue(tmp_path, pictures):
-    wide = _ingest(_wide_manifest(tmp_path), tmp_path / "w", image_separator=";", threads=3)
+    wide = _ingest(_wide_manifest(tmp_path), tmp_path / "w", image_separator=";", threads=3,
+                   normalize_values=["strip"])
     long = _ingest(_long_manifest(tmp_path), tmp_path / "l", format="long", threads=1)
     for _, images, tags, rejects in (wide, long):
         _check_expected_catalogue(images, tags, pictures)
@@ -158,8 +163,8 @@ def test_parquet_manifest_equals_csv_manifest(tmp_path, pictures):
     csv_path = _wide_manifest(tmp_path)
     parquet_path = tmp_path / "wide.parquet"
     pl.read_csv(csv_path, infer_schema=False).write_parquet(parquet_path)
-    from_csv = _ingest(csv_path, tmp_path / "c", image_separator=";")
-    from_parquet = _ingest(parquet_path, tmp_path / "p", image_separator=";")
+    from_csv = _ingest(csv_path, tmp_path / "c", image_separator=";", normalize_values=["strip"])
+    from_parquet = _ingest(parquet_path, tmp_path / "p", image_separator=";", normalize_values=["strip"])
     assert from_csv[1].equals(from_parquet[1])
     assert from_csv[2].equals(from_parquet[2])
     _check_expected_catalogue(from_parquet[1], from_parquet[2], pictures)
@@ -194,7 +199,7 @@ def test_image_template_with_placeholders(tmp_path, pictures):
     assert _tag_set(tags) == {("a", "colour", "red"), ("c", "colour", "green")}
     assert rejects.rows() == [
         ("e", "", "item dropped: no image listed (image_template '{folder}/{sku}.png' needs "
-         "column(s) ['folder'], empty on row 3)")
+         "column(s) ['folder'], empty on row 3)", "no_image_listed", "set_aside")
     ]
     assert report.n_dropped_items == 1
 
@@ -295,10 +300,14 @@ def test_unreadable_images_are_rejected_and_the_run_goes_on(tmp_path, broken):
     assert reasons[("mixed", "truncated.jpg")].startswith("truncated or corrupt image")
     assert reasons[("gone", "missing.jpg")] == "file not found"
     assert reasons[("gone", "empty.jpg")] == "empty file (0 bytes)"
-    assert reasons[("gone", "")] == "item dropped: none of its 2 image(s) could be read"
+    assert reasons[("gone", "")] == "item dropped: none of its 2 image(s) could be used"
     assert reasons[("text", "text.jpg")] == "not a recognised image format"
     assert reasons[("none", "")].startswith("item dropped: no image listed (column 'image' empty on row 4")
-    assert len(reasons) == rejects.height == report.n_rejected == 7
+    # good.jpg is listed by two items: reported as a duplicate, kept (duplicate_images: keep)
+    assert reasons[("ok", "good.jpg")].startswith("duplicate image: same bytes as")
+    assert len(reasons) == rejects.height == 8
+    assert rejects.filter(pl.col("action") == "set_aside").height == report.n_rejected == 7
+    assert report.n_duplicate_images == 1
     assert (report.n_items, report.n_images, report.n_rejected_images, report.n_dropped_items) == (2, 2, 4, 3)
 
 
@@ -392,10 +401,11 @@ def test_read_interactions(tmp_path):
         ["user", "item_id", "when"],
         [["001", "007", "x"], ["002", "7", "y"], ["001", "999", "z"], ["003", "", "w"], ["001", "007", "v"]],
     )
-    table, n_unknown = read_interactions(log, ["007", "7"], user_column="user")
+    table, n_unknown, examples, n_rows = read_interactions(log, ["007", "7"], user_column="user")
     assert table.columns == ["user_id", "item_id"]
     assert table.rows() == [("001", "007"), ("002", "7"), ("001", "007")]
     assert n_unknown == 2  # "999" and the empty item id
+    assert examples == ("999", "") and n_rows == 5
     parquet = tmp_path / "log.parquet"
     pl.read_csv(log, infer_schema=False).write_parquet(parquet)
     assert read_interactions(parquet, ["007", "7"], user_column="user").table.equals(table)
@@ -439,7 +449,9 @@ def test_real_catalogue_subset(fashion_dir, tmp_path):
     )
     assert (report.n_items, report.n_images, report.n_rejected) == (200, 200, 0)
     assert report.categories == VISUAL_CATEGORIES
-    assert rejects.height == 0
+    # The real catalogue has two products sharing one photo: reported, kept.
+    assert rejects.select("item_id", "kind", "action").rows() == [("10655", "duplicate_image", "kept")]
+    assert "item '10654'" in rejects["reason"][0] and report.n_duplicate_images == 1
     assert images["item_id"].to_list() == [r[header.index("id")] for r in rows]
     assert set(images["width"]) == {224} and set(images["height"]) == {224}
     expected = {
@@ -503,8 +515,11 @@ def test_random_wide_manifests_round_trip(property_dir, case):
     else:
         table.write_csv(manifest)
     out = property_dir / case_id
-    report, images, tags, rejects = _ingest(manifest, out, value_separator=separator, threads=1)
-    assert rejects.height == 0
+    report, images, tags, rejects = _ingest(
+        manifest, out, value_separator=separator, threads=1, normalize_values=["strip"]
+    )
+    # every item shares img.png: duplicates reported and kept, nothing set aside
+    assert set(rejects["kind"]) <= {"duplicate_image", "no_tags"} and report.n_rejected == 0
     assert images["item_id"].to_list() == [r["item_id"] for r in rows]
     assert _tag_set(tags) == expected
     assert tags.height == len(expected)

@@ -126,6 +126,19 @@ def interaction_weights(
     return _finish(mean, source="interactions", n_users=users.height)
 
 
+def user_counts(interactions: pl.DataFrame, min_user_interactions: int) -> dict[str, int]:
+    """How many users an interactions log has, how many qualify (more than
+    ``min_user_interactions`` interactions), how many fall below, and the largest count."""
+    per_user = interactions.group_by("user_id").agg(n=pl.len())
+    qualifying = int((per_user["n"] > min_user_interactions).sum()) if per_user.height else 0
+    return {
+        "n_users": per_user.height,
+        "n_qualifying": qualifying,
+        "n_below_threshold": per_user.height - qualifying,
+        "max_interactions": int(per_user["n"].max()) if per_user.height else 0,
+    }
+
+
 def _finish(table: pl.DataFrame, *, source: str, n_users: int | None) -> pl.DataFrame:
     if "normalized_entropy" not in table.columns:
         table = table.with_columns(
@@ -163,11 +176,19 @@ def category_table(
     if interactions is not None:
         table = interaction_weights(tags, interactions, min_user_interactions=min_user_interactions)
         if table is None:
+            counts = user_counts(interactions, min_user_interactions)
+            why = (
+                "the interactions log has no rows for catalogue items"
+                if counts["n_users"] == 0
+                else f"none of its {counts['n_users']} users has more than "
+                f"{min_user_interactions} interactions (most: {counts['max_interactions']})"
+            )
             log.warning(
-                "no user has more than %d interactions: entropy weights fall back to the "
-                "catalogue's value distribution, which measures catalogue skew, not user "
-                "consistency",
-                min_user_interactions,
+                "%s: entropy weights FALL BACK to the catalogue's value distribution, which "
+                "measures catalogue skew, not user consistency (weight source 'catalogue'; the "
+                "headline score is then the binary one). Lower tags.min_user_interactions or "
+                "give a longer log to use users' choices.",
+                why,
             )
     if table is None:
         table = catalogue_weights(tags, item_ids)

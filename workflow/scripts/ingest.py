@@ -1,4 +1,4 @@
-"""Rule ingest: manifest -> normalized catalogue (images, tags, rejects)."""
+"""Rule ingest: manifest -> normalized catalogue (images, tags, rejects) and report.json."""
 
 import sys
 from pathlib import Path
@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the corrembed libra
 
 from corrembed.ingest import IngestOptions, ingest_catalogue
 from corrembed.joblog import job_logging
+from corrembed.storage import write_json
 
 with job_logging(snakemake.log[0], "ingest") as log:
     report = ingest_catalogue(
@@ -17,4 +18,8 @@ with job_logging(snakemake.log[0], "ingest") as log:
         options=IngestOptions.from_config(snakemake.params.catalogue),
         threads=snakemake.threads,
     )
-    log.info("ingest: %s", report.to_dict())
+    for line in report.warnings():
+        log.warning("%s", line)
+    log.info("ingest: %d items, %d images kept; report: %s", report.n_items, report.n_images,
+             snakemake.output.report)
+    write_json(snakemake.output.report, report.to_dict())

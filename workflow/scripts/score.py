@@ -1,4 +1,8 @@
-"""Rule score: CorrEmbed, its variants, interval and controls for one model x weighting."""
+"""Rule score: CorrEmbed, its variants, interval and controls for one model x weighting.
+
+Items whose embedding cannot be compared (all zeros, NaN/inf) are excluded before scoring and
+listed, with their image, in ``{weighting}.excluded.csv`` beside the score.
+"""
 
 import sys
 from pathlib import Path
@@ -6,9 +10,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the corrembed library
 
 from corrembed.embedding_store import read_embeddings
-from corrembed.item_embeddings import item_embeddings
+from corrembed.item_embeddings import usable_item_embeddings
 from corrembed.joblog import job_logging
-from corrembed.score import score_report, write_score
+from corrembed.score import resolve_score_device, score_report, write_score
+from corrembed.storage import write_table
 from corrembed.tags import load_tag_vectors
 
 settings = snakemake.params.scoring
@@ -16,21 +21,40 @@ model, weighting = snakemake.wildcards.model, snakemake.wildcards.weighting
 with job_logging(snakemake.log[0], f"score[{model},{weighting}]") as log:
     vectors = load_tag_vectors(snakemake.input.vectors)
     embeddings = read_embeddings([Path(snakemake.input.shard)])
-    items = item_embeddings(embeddings, vectors.item_ids, settings["item_embedding"])
+    usable = usable_item_embeddings(embeddings, vectors.item_ids, settings["item_embedding"])
+    write_table(snakemake.output.excluded, usable.excluded)
+    if usable.excluded.height:
+        log.warning(
+            "%s: %d image embedding(s) unusable, %d item(s) excluded from scoring (see %s):\n%s",
+            model, usable.n_excluded_images, usable.n_excluded_items, snakemake.output.excluded,
+            usable.excluded.head(10),
+        )
+    item_ids = vectors.item_ids[usable.keep]
     report = score_report(
-        items,
-        vectors.matrix,
+        usable.vectors,
+        vectors.matrix[usable.keep],
         anchors=settings["anchors"],
         seed=settings["seed"],
         include_self=settings["include_self"],
         bootstrap=settings["bootstrap"],
         confidence=settings["confidence"],
+        permutations=settings["permutations"],
+        memory_budget_mb=settings["memory_budget_mb"],
+        max_exact_pairs=settings["max_exact_spearman_pairs"],
+        device=resolve_score_device(settings["device"]),
+        allow_tf32=settings["allow_tf32"],
     )
     log.info("%s / %s: CorrEmbed %.4f", model, weighting, report.corrembed)
     write_score(
         report,
         snakemake.output.score,
         snakemake.output.per_anchor,
-        item_ids=vectors.item_ids,
-        extra={"model": model, "weighting": weighting, "settings": settings},
+        item_ids=item_ids,
+        extra={
+            "model": model,
+            "weighting": weighting,
+            "settings": settings,
+            "n_excluded_embeddings": usable.n_excluded_images,
+            "n_excluded_items": usable.n_excluded_items,
+        },
     )

@@ -10,7 +10,7 @@ import polars as pl
 from corrembed.ingest import read_catalogue, read_interactions
 from corrembed.joblog import job_logging
 from corrembed.storage import write_table
-from corrembed.tags import category_table, save_tag_vectors, tag_vectors
+from corrembed.tags import category_table, save_tag_vectors, tag_vectors, user_counts
 
 settings = snakemake.params.tags
 weighting = snakemake.wildcards.weighting
@@ -21,9 +21,22 @@ with job_logging(snakemake.log[0], f"tags[{weighting}]") as log:
     item_ids = images["item_id"].unique(maintain_order=True).to_list()
     interactions = None
     if "interactions" in snakemake.input.keys():
-        interactions, n_unknown = read_interactions(snakemake.input.interactions, item_ids)
+        log_path = snakemake.input.interactions
+        interactions, n_unknown, unknown_examples, n_rows = read_interactions(log_path, item_ids)
+        if n_rows == 0:
+            log.warning("interactions log %s is EMPTY (no rows)", log_path)
         if n_unknown:
-            log.warning("%d interactions name items not in the catalogue: ignored", n_unknown)
+            log.warning(
+                "%d of %d interactions name items not in the catalogue (e.g. %s): ignored",
+                n_unknown, n_rows, ", ".join(map(repr, unknown_examples)),
+            )
+        counts = user_counts(interactions, settings["min_user_interactions"])
+        log.info(
+            "interactions: %d users, %d with more than %d interactions count, %d below the "
+            "threshold are not used for weights",
+            counts["n_users"], counts["n_qualifying"], settings["min_user_interactions"],
+            counts["n_below_threshold"],
+        )
     table = category_table(
         tags,
         item_ids,
