@@ -104,9 +104,10 @@ def test_meta_describes_the_run(random_r18_run):
 
 def test_progress_lines(random_r18_run):
     _, _, lines = random_r18_run
-    assert len(lines) == 3  # batches of 5, 5, 2
+    assert re.match(r"^r18rand: rows 0-12 of 12: 0 image\(s\) cached, 12 distinct to embed", lines[0])
+    assert len(lines) == 4  # the cache line, then batches of 5, 5, 2
     pattern = re.compile(r"^r18rand: (\d+)/12 images \((\d+\.\d)%\), \d+\.\d img/s, ETA \d+ s$")
-    done = [int(pattern.match(line).group(1)) for line in lines]
+    done = [int(pattern.match(line).group(1)) for line in lines[1:]]
     assert done == [5, 10, 12]
     assert progress_line("m", 1234, 5000, 10.0) == "m: 1234/5000 images (24.7%), 123.4 img/s, ETA 31 s"
 
@@ -204,3 +205,91 @@ def test_cuda_matches_cpu(jpeg_images, random_r18_run, tmp_path):
     assert meta["device"].startswith("cuda:") and meta["peak_memory"]["cuda_max_allocated_bytes"] > 0
     np.testing.assert_allclose(read_embeddings(tmp_path).vectors, read_embeddings(out).vectors,
                                rtol=1e-3, atol=1e-3)
+
+
+# --------------------------------------------------------------------------- input pipeline
+
+
+def test_split_preprocessing_equals_the_weights_transform_bit_for_bit(jpeg_images):
+    from corrembed.image_batches import Preprocess, collate_images, read_pil_pixels
+
+    transform, _ = build_transform({"arch": "resnet18", "weights": None})
+    preprocess = Preprocess.from_transform(transform)
+    paths = jpeg_images["image"].to_list()[:5]
+    batch = collate_images([("pixels", read_pil_pixels(p, preprocess), 1) for p in paths])
+    batched = preprocess.normalize(batch["pixels"])
+    expected = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths])
+    assert batched.dtype == torch.float32 and torch.equal(batched, expected)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_on_tensors_matches_pillow(orientation):
+    from PIL import ImageOps
+
+    from corrembed.image_batches import apply_exif_orientation
+
+    pixels = np.random.default_rng(orientation).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.info["exif"] = exif.tobytes()
+    expected = np.asarray(ImageOps.exif_transpose(image))
+    tensor = torch.from_numpy(pixels).permute(2, 0, 1)
+    assert np.array_equal(apply_exif_orientation(tensor, orientation).permute(1, 2, 0).numpy(), expected)
+
+
+def test_torchvision_decoder_close_to_pil_and_falls_back(jpeg_images, tmp_path):
+    from corrembed.image_batches import ImageFileDataset, Preprocess, jpeg_orientation
+
+    png = tmp_path / "not_jpeg.png"
+    Image.open(jpeg_images["image"][0]).save(png)
+    rotated = tmp_path / "rotated.jpg"
+    source = Image.open(jpeg_images["image"][2]).convert("RGB")
+    exif = source.getexif()
+    exif[0x0112] = 6
+    source.save(rotated, quality=95, exif=exif.tobytes())
+    paths = [*jpeg_images["image"].to_list()[:4], str(png), str(rotated)]
+    assert jpeg_orientation(rotated.read_bytes()) == 6 and jpeg_orientation(png.read_bytes()) is None
+    preprocess = Preprocess.from_transform(build_transform(RANDOM_R18)[0])
+    pil = ImageFileDataset(paths, preprocess, decoder="pil")
+    tv = ImageFileDataset(paths, preprocess, decoder="torchvision")
+    for k in range(len(paths)):
+        kind, a, _ = pil[k]
+        kind_tv, b, _ = tv[k]
+        assert kind == kind_tv == "pixels" and a.shape == b.shape == (3, 112, 112)
+        # Different JPEG decoder and resize: pixels agree to a few levels, not exactly.
+        assert (a.float() - b.float()).abs().mean() < 3.0
+    assert torch.equal(pil[4][1], tv[4][1])  # the PNG went through Pillow in both
+    on_device = ImageFileDataset(paths, preprocess, decoder="torchvision", decode_in_worker=False)
+    assert on_device[0][0] == "jpeg" and on_device[4][0] == "pixels" and on_device[5][2] == 6
+
+
+def test_torchvision_decoder_end_to_end_on_cpu(jpeg_images, random_r18_run, tmp_path):
+    out, _, _ = random_r18_run
+    meta = embed_images(jpeg_images, RANDOM_R18, tmp_path, model_name="r18rand", torch_home=None,
+                        batch_size=5, device="cpu", decoder="torchvision", channels_last=True,
+                        progress=lambda line: None)
+    assert meta["decoder"] == "torchvision" and meta["channels_last"] is True
+    a, b = read_embeddings(tmp_path).vectors, read_embeddings(out).vectors
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.99
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("options", [
+    {"precision": "bf16", "channels_last": True},
+    {"precision": "fp16"},
+    {"decoder": "torchvision", "num_workers": 2},
+    {"precision": "bf16", "compile": True},
+])
+def test_cuda_options_close_to_cpu_fp32(jpeg_images, random_r18_run, tmp_path, options):
+    out, _, _ = random_r18_run
+    meta = embed_images(jpeg_images, RANDOM_R18, tmp_path, model_name="r18rand", torch_home=None,
+                        batch_size=5, device="cuda", progress=lambda line: None, **options)
+    for key in ("precision", "decoder", "channels_last", "compile"):
+        if key in options:
+            assert meta[key] == options[key]
+    a, b = read_embeddings(tmp_path).vectors, read_embeddings(out).vectors
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.99, cosine.min()

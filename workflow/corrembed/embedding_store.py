@@ -86,6 +86,14 @@ class EmbeddingShardWriter:
         self._writer.write_batch(batch, row_group_size=self.row_group_size)
         self.rows_written += emb.shape[0]
 
+    def write_record_batch(self, batch: pa.RecordBatch) -> None:
+        """Append a record batch that already has :func:`embedding_schema` (e.g. read from
+        another shard); values are copied as they are, bit for bit."""
+        if not batch.schema.equals(embedding_schema(self.dim)):
+            raise ValueError(f"record batch schema {batch.schema} is not {embedding_schema(self.dim)}")
+        self._writer.write_batch(batch, row_group_size=self.row_group_size)
+        self.rows_written += batch.num_rows
+
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             self._writer.close()

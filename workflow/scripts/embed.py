@@ -1,7 +1,8 @@
-"""Rule embed: one model's embeddings of every catalogue image (Parquet shard + meta.json).
+"""Rule embed: one shard of one model's embeddings (results/embeddings/{model}/shards/).
 
-Run settings (batch size, workers, device) come from ``config["embed"]``, not params: they
-cannot change the embedding, so changing them must not re-embed.
+Only what changes an embedding comes from params (spec, precision, decoder); run settings
+(batch size, workers, device, channels_last, compile, cache location) are read from
+``config["embed"]`` so that changing them re-embeds nothing. All logic is in the library.
 """
 
 import sys
@@ -9,24 +10,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the corrembed library
 
-import polars as pl
-
-from corrembed.embed import embed_images
+from corrembed.embed import embed_shard_job
 from corrembed.joblog import job_logging
 
-model = snakemake.wildcards.model
-run = snakemake.config["embed"]
-with job_logging(snakemake.log[0], f"embed[{model}]") as log:
-    meta = embed_images(
-        pl.read_parquet(snakemake.input.images, columns=["item_id", "image"]),
-        snakemake.params.spec,
-        Path(snakemake.output.shard).parent,
-        model_name=model,
-        torch_home=snakemake.params.torch_home,
-        batch_size=run["batch_size"],
-        num_workers=min(run["num_workers"], max(snakemake.threads - 1, 0)),
-        device=run["device"],
-        progress=log,
+with job_logging(snakemake.log[0], f"embed[{snakemake.wildcards.model}, {snakemake.wildcards.shard}]") as log:
+    embed_shard_job(
+        snakemake.input.images,
+        snakemake.output.shard,
+        model_name=snakemake.wildcards.model,
+        shard=snakemake.wildcards.shard,
+        params=dict(snakemake.params),
+        run=snakemake.config["embed"],
+        threads=snakemake.threads,
+        log=log,
     )
-    log.info("%s: %d images, %.1f images/s on %s", model, meta["n_images"],
-             meta["images_per_second"], meta["device"])

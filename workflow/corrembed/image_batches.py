@@ -1,0 +1,237 @@
+"""The embed stage's input pipeline: image files -> normalised float batches on the device.
+
+A model's preprocessing (torchvision's ``ImageClassification``: resize, centre crop, to float,
+normalise) is split in two so that the expensive per-image part runs in DataLoader workers and
+the rest runs batched on the device:
+
+- per image, in a worker (:class:`ImageFileDataset`): decode, resize (shorter side), centre
+  crop -> ``uint8`` (3, crop, crop). uint8 batches are 4x smaller to pin and copy than float.
+- per batch, on the device (:meth:`Preprocess.normalize`): ``uint8 -> float / 255``, then
+  ``(x - mean) / std``; element-wise, so bit-identical to the per-image transform.
+
+Decoders (part of the embedding identity, since they give slightly different pixels):
+
+- ``pil``: :func:`corrembed.images.load_rgb` (ingest's decoder), Pillow resize. The transform
+  is then exactly the weights' ``transforms()``.
+- ``torchvision``: JPEG files (3- or 1-component) are decoded by ``torchvision.io.decode_jpeg``
+  (on a CUDA device: batched nvJPEG in the main process; on the CPU: in the workers), EXIF
+  orientation applied, then resized and cropped as tensors (antialiased). Any other file, and
+  any JPEG the decoder rejects, goes through the ``pil`` path.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torchvision.transforms.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode
+from torchvision.io import decode_jpeg as _torchvision_decode_jpeg
+from torchvision.transforms import InterpolationMode
+
+from .errors import CorrEmbedError
+from .images import ImageReadError, load_rgb
+
+DECODERS = ("pil", "torchvision")
+_EXIF_ORIENTATION = 0x0112
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """The fields of a torchvision ``ImageClassification`` transform, applied in two parts.
+
+    resize_size: shorter side after resizing; crop_size: side of the centre crop;
+    interpolation, antialias: as torchvision; mean, std: per-channel, on the 0..1 scale.
+    """
+
+    resize_size: int
+    crop_size: int
+    interpolation: InterpolationMode
+    antialias: bool | None
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @classmethod
+    def from_transform(cls, transform: Any) -> "Preprocess":
+        """From an ``ImageClassification`` (what :func:`corrembed.models.build_transform` gives)."""
+        return cls(int(transform.resize_size[0]), int(transform.crop_size[0]), transform.interpolation,
+                   transform.antialias, tuple(transform.mean), tuple(transform.std))
+
+    def pil_pixels(self, image: Image.Image) -> torch.Tensor:
+        """RGB PIL image -> resized, centre-cropped uint8 (3, crop, crop) (Pillow resize)."""
+        image = F.resize(image, [self.resize_size], interpolation=self.interpolation, antialias=self.antialias)
+        return F.pil_to_tensor(F.center_crop(image, [self.crop_size]))
+
+    def tensor_pixels(self, image: torch.Tensor) -> torch.Tensor:
+        """uint8 (3, H, W) tensor (any device) -> resized, centre-cropped uint8 (3, crop, crop)."""
+        image = F.resize(image, [self.resize_size], interpolation=self.interpolation, antialias=True)
+        return F.center_crop(image, [self.crop_size]).contiguous()
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 (b, 3, crop, crop) -> float32, scaled to 0..1 and normalised (same ops, in the
+        same order, as ``ImageClassification``, so equal bit for bit)."""
+        return F.normalize(F.convert_image_dtype(pixels, torch.float), mean=list(self.mean), std=list(self.std))
+
+
+def decode_jpeg(data, **kwargs):
+    """``torchvision.io.decode_jpeg`` without its per-call DeprecationWarning (torchvision 0.29
+    deprecates its decoders in favour of TorchCodec; they still work and are what we use)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _torchvision_decode_jpeg(data, **kwargs)
+
+
+def apply_exif_orientation(image: torch.Tensor, orientation: int) -> torch.Tensor:
+    """(..., H, W) tensor turned upright for an EXIF orientation 1-8, as
+    ``PIL.ImageOps.exif_transpose`` does (1 or unknown values: unchanged)."""
+    if orientation == 2:
+        return image.flip(-1)
+    if orientation == 3:
+        return image.flip(-1).flip(-2)
+    if orientation == 4:
+        return image.flip(-2)
+    if orientation == 5:
+        return image.transpose(-1, -2)
+    if orientation == 6:
+        return torch.rot90(image, k=-1, dims=(-2, -1))
+    if orientation == 7:
+        return image.transpose(-1, -2).flip(-1).flip(-2)
+    if orientation == 8:
+        return torch.rot90(image, k=1, dims=(-2, -1))
+    return image
+
+
+def jpeg_orientation(data: bytes) -> int | None:
+    """The EXIF orientation of a JPEG that ``decode_jpeg`` handles like Pillow (3-component
+    YCbCr/RGB or 1-component grayscale); None for anything else (not a JPEG, CMYK, unreadable
+    header), which then takes the Pillow path. Reads the header only."""
+    if not data.startswith(_JPEG_MAGIC):
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format != "JPEG" or image.mode not in ("RGB", "L"):
+                return None
+            return int(image.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+    except Exception:  # noqa: BLE001 -- any header problem: let the Pillow path report it
+        return None
+
+
+def _decode_error(path: str, exc: ImageReadError) -> CorrEmbedError:
+    return CorrEmbedError(f"cannot read image {path} ({exc.reason}); it decoded at ingest, so the "
+                          "file changed since: re-run the ingest stage")
+
+
+def read_pil_pixels(path: str, preprocess: Preprocess) -> torch.Tensor:
+    """The ``pil`` path for one file: uint8 (3, crop, crop); CorrEmbedError when unreadable."""
+    try:
+        # Ingest already applied the size guard to these files: no limit here.
+        rgb = load_rgb(path, max_pixels=None)
+    except ImageReadError as exc:
+        raise _decode_error(path, exc) from exc
+    return preprocess.pil_pixels(rgb)
+
+
+class ImageFileDataset(Dataset):
+    """Item ``i``: ``("pixels", uint8 (3, crop, crop), 1)`` for ``paths[i]``, or, with the
+    torchvision decoder and ``decode_in_worker=False``, ``("jpeg", uint8 bytes (n,),
+    orientation)`` for JPEGs, decoded later on the device (:func:`batch_to_device`)."""
+
+    def __init__(self, paths: Sequence[str], preprocess: Preprocess, *, decoder: str = "pil",
+                 decode_in_worker: bool = True):
+        if decoder not in DECODERS:
+            raise CorrEmbedError(f"unknown decoder {decoder!r}; use one of {', '.join(DECODERS)}")
+        self.paths = list(paths)
+        self.preprocess = preprocess
+        self.decoder = decoder
+        self.decode_in_worker = decode_in_worker
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[str, torch.Tensor, int]:
+        path = self.paths[index]
+        if self.decoder == "pil":
+            return "pixels", read_pil_pixels(path, self.preprocess), 1
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except OSError:
+            data = b""
+        orientation = jpeg_orientation(data)
+        if orientation is None:
+            return "pixels", read_pil_pixels(path, self.preprocess), 1
+        encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        if not self.decode_in_worker:
+            return "jpeg", encoded, orientation
+        try:
+            decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB)
+        except RuntimeError:
+            return "pixels", read_pil_pixels(path, self.preprocess), 1
+        return "pixels", self.preprocess.tensor_pixels(apply_exif_orientation(decoded, orientation)), 1
+
+
+def collate_images(items: list[tuple[str, torch.Tensor, int]]) -> dict[str, Any]:
+    """Batch of dataset items -> ``{"size", "pixels": uint8 (k, 3, c, c) | None,
+    "pixel_positions": int64 (k,), "jpegs": [bytes tensors], "jpeg_positions": int64 (m,),
+    "orientations": [int]}`` (positions: rows within the batch)."""
+    pixels = [(i, t) for i, (kind, t, _) in enumerate(items) if kind == "pixels"]
+    jpegs = [(i, t, o) for i, (kind, t, o) in enumerate(items) if kind == "jpeg"]
+    return {
+        "size": len(items),
+        "pixels": torch.stack([t for _, t in pixels]) if pixels else None,
+        "pixel_positions": torch.tensor([i for i, _ in pixels], dtype=torch.int64),
+        "jpegs": [t for _, t, _ in jpegs],
+        "jpeg_positions": torch.tensor([i for i, _, _ in jpegs], dtype=torch.int64),
+        "orientations": [o for _, _, o in jpegs],
+    }
+
+
+def batch_to_device(batch: dict[str, Any], paths: Sequence[str], preprocess: Preprocess,
+                    device: torch.device, *, channels_last: bool = False) -> torch.Tensor:
+    """A collated batch -> normalised float32 (b, 3, crop, crop) on ``device``.
+
+    paths: the file of each row of this batch (for the Pillow fallback of JPEGs the device
+    decoder rejects). Copies are non-blocking (the DataLoader pins memory on CUDA).
+    """
+    size = batch["size"]
+    pixels = batch["pixels"]
+    if not batch["jpegs"]:
+        assert pixels is not None and pixels.shape[0] == size
+        pixels = pixels.to(device, non_blocking=True)
+    else:
+        crop = preprocess.crop_size
+        full = torch.empty((size, 3, crop, crop), dtype=torch.uint8, device=device)
+        if pixels is not None:
+            full[batch["pixel_positions"].to(device)] = pixels.to(device, non_blocking=True)
+        decoded = _decode_jpegs_on(batch["jpegs"], device)
+        for k, position in enumerate(batch["jpeg_positions"].tolist()):
+            image = decoded[k]
+            if image is None:  # the device decoder rejected this file
+                full[position] = read_pil_pixels(paths[position], preprocess).to(device)
+            else:
+                full[position] = preprocess.tensor_pixels(apply_exif_orientation(image, batch["orientations"][k]))
+        pixels = full
+    x = preprocess.normalize(pixels)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _decode_jpegs_on(jpegs: list[torch.Tensor], device: torch.device) -> list[torch.Tensor | None]:
+    """Decode a list of JPEG byte tensors on ``device`` (one batched call); when the batch
+    fails, each file alone, None for the ones that still fail."""
+    try:
+        return list(decode_jpeg(jpegs, mode=ImageReadMode.RGB, device=device))
+    except RuntimeError:
+        out: list[torch.Tensor | None] = []
+        for data in jpegs:
+            try:
+                out.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
+            except RuntimeError:
+                out.append(None)
+        return out
