@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sys
 import traceback
 from collections.abc import Iterator
@@ -33,6 +34,11 @@ def job_logging(path: str | os.PathLike, name: str) -> Iterator[logging.Logger]:
     logging.captureWarnings(True)
     saved_stderr, sys.stderr = sys.stderr, stream
     logger = logging.getLogger(f"corrembed.{name}")
+    # Where the job ran: on a cluster, the scheduler's job id ties this log to sacct's record.
+    logger.info(
+        "job %s on host %s (pid %d, Slurm job %s)",
+        name, socket.gethostname(), os.getpid(), os.environ.get("SLURM_JOB_ID", "none"),
+    )
     try:
         yield logger
     except CorrEmbedError as error:

@@ -48,6 +48,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 SPEC_KEYS = ("arch", "weights", "layer", "transforms", "imagenet")
+# Keys of a config model entry that concern the embed job, not the model itself.
+RUN_KEYS = ("precision", "decoder")
 TRANSFORM_KEYS = ("resize_size", "crop_size", "mean", "std", "interpolation")
 IMAGENET_KEYS = ("acc1", "acc5", "num_params", "gflops")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin")
@@ -120,7 +122,7 @@ def parse_model_spec(spec: Mapping[str, Any] | ModelSpec, *, model_name: str,
             f"model {model_name!r}: expected a mapping with keys {', '.join(SPEC_KEYS)}, "
             f"got {type(spec).__name__}"
         )
-    _reject_unknown_keys(spec, SPEC_KEYS, f"model {model_name!r}")
+    _reject_unknown_keys(spec, SPEC_KEYS + RUN_KEYS, f"model {model_name!r}")
     if "arch" not in spec:
         raise ConfigError(f"model {model_name!r}: missing 'arch' (a torchvision model name such as resnet50)")
     if "weights" not in spec:

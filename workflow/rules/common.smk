@@ -13,6 +13,18 @@ EMBEDDING_KEYS = ("arch", "weights", "layer", "transforms")
 wildcard_constraints:
     model="|".join(re.escape(m) for m in MODELS),
     weighting="binary|entropy",
+    shard=r"\d{5}-of-\d{5}",
+
+
+def canonical(value):
+    """``value`` with every mapping's keys sorted, recursively. Snakemake's params trigger
+    compares reprs, so the order keys are written in (or defaults filled in) must not look like
+    a change; rules pass config sections through this."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(item) for item in value]
+    return value
 
 
 def is_demo():
@@ -45,9 +57,29 @@ def tags_inputs(wildcards):
     return inputs
 
 
+def tag_settings():
+    # Without the list of weightings: adding one must not rerun the others' tags and scores.
+    return canonical({k: v for k, v in config["tags"].items() if k != "weightings"})
+
+
 def embedding_spec(wildcards):
     spec = config["models"][wildcards.model]
-    return {key: spec[key] for key in EMBEDDING_KEYS if key in spec}
+    return canonical({key: spec[key] for key in EMBEDDING_KEYS if key in spec})
+
+
+def embedding_setting(key):
+    """A model's own precision/decoder, else the run-wide embed default (both re-embed)."""
+    return lambda wildcards: config["models"][wildcards.model].get(
+        key, config["embed"][key]
+    )
+
+
+def embedding_shard_files(wildcards):
+    count = config["embed"]["shards"]
+    return [
+        f"results/embeddings/{wildcards.model}/shards/shard-{k:05d}-of-{count:05d}.parquet"
+        for k in range(count)
+    ]
 
 
 def score_files(suffix):

@@ -5,10 +5,11 @@ rule demo_catalogue:
         images=directory(f"{DEMO}/images"),
     log:
         "logs/demo_catalogue.log",
+    localrule: True
     conda:
         "../../envs/corrembed.yaml"
     params:
-        demo=config["demo"],
+        demo=canonical(config["demo"]),
     script:
         "../scripts/demo_catalogue.py"
 
@@ -20,12 +21,15 @@ rule ingest:
         images="results/catalogue/images.parquet",
         tags="results/catalogue/tags.parquet",
         rejects="results/catalogue/rejects.csv",
+        report="results/catalogue/report.json",
     log:
         "logs/ingest.log",
+    benchmark:
+        "logs/ingest.benchmark.tsv"
     conda:
         "../../envs/corrembed.yaml"
     threads: 4
     params:
-        catalogue=config["catalogue"],
+        catalogue=canonical(config["catalogue"]),
     script:
         "../scripts/ingest.py"

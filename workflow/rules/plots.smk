@@ -2,7 +2,11 @@ rule plots:
     input:
         "results/summary.csv",
     output:
-        png="results/plots/corrembed_vs_imagenet.png",
+        png=report(
+            "results/plots/corrembed_vs_imagenet.png",
+            caption="../report/plot.rst",
+            category="Plots",
+        ),
         svg="results/plots/corrembed_vs_imagenet.svg",
     log:
         "logs/plots.log",

@@ -6,6 +6,7 @@ rule score:
     output:
         score="results/scores/{model}/{weighting}.json",
         per_anchor="results/scores/{model}/{weighting}.per_anchor.parquet",
+        excluded="results/scores/{model}/{weighting}.excluded.csv",
     log:
         "logs/score/{model}/{weighting}.log",
     benchmark:
@@ -13,6 +14,6 @@ rule score:
     conda:
         "../../envs/corrembed.yaml"
     params:
-        scoring=config["scoring"],
+        scoring=canonical(config["scoring"]),
     script:
         "../scripts/score.py"

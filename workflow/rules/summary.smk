@@ -6,14 +6,19 @@ rule summary:
             "results/tags/{weighting}/categories.csv", weighting=WEIGHTINGS
         ),
         rejects="results/catalogue/rejects.csv",
+        ingest_report="results/catalogue/report.json",
     output:
-        "results/summary.csv",
+        report(
+            "results/summary.csv",
+            caption="../report/summary.rst",
+            category="Summary",
+        ),
     log:
         "logs/summary.log",
     localrule: True
     conda:
         "../../envs/corrembed.yaml"
     params:
-        models=config["models"],
+        models=canonical(config["models"]),
     script:
         "../scripts/summary.py"

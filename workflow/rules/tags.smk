@@ -6,9 +6,11 @@ rule tags:
         categories="results/tags/{weighting}/categories.csv",
     log:
         "logs/tags/{weighting}.log",
+    # Cheap (one pass over the tag table): not worth a cluster job's queueing.
+    localrule: True
     conda:
         "../../envs/corrembed.yaml"
     params:
-        tags=config["tags"],
+        tags=tag_settings(),
     script:
         "../scripts/tags.py"

@@ -1,5 +1,6 @@
 """Rule summary: results/summary.csv, one row per model x layer x weighting."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -19,7 +20,13 @@ with job_logging(snakemake.log[0], "summary") as log:
         Path(p).parent.name: weight_source(pl.read_csv(p)) for p in snakemake.input.categories
     }
     imagenet = {name: imagenet_metadata(spec) for name, spec in snakemake.params.models.items()}
-    n_rejected = pl.read_csv(snakemake.input.rejects, infer_schema_length=0).height
-    table = summary_table(read_scores(snakemake.input.scores), metas, imagenet, sources, n_rejected)
+    rejects = pl.read_csv(snakemake.input.rejects, infer_schema_length=0)
+    # Only what ingest set aside counts as rejected; "kept" rows are findings (duplicates, ...).
+    if "action" in rejects.columns:
+        rejects = rejects.filter(pl.col("action") == "set_aside")
+    ingest_report = json.loads(Path(snakemake.input.ingest_report).read_text(encoding="utf-8"))
+    table = summary_table(
+        read_scores(snakemake.input.scores), metas, imagenet, sources, rejects.height, ingest_report
+    )
     log.info("summary:\n%s", table)
     write_table(snakemake.output[0], table)
