@@ -859,6 +859,8 @@ def _use_factored_allpairs(ops: _Operands, strategy: Strategy) -> bool:
     n, d = ops.x.shape
     float32_factor = 1.0 if ops.x.dtype == np.float32 else 2.0
     return 2.0 * n * d * d / 2 < float32_factor * n * n * d / 2 + 4.0 * n * n / 2
+
+
 # --------------------------------------------------------------------------------------------
 # Public API: per-anchor
 # --------------------------------------------------------------------------------------------
