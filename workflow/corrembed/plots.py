@@ -105,7 +105,8 @@ def plot_corrembed_vs_imagenet(summary: pl.DataFrame, paths: list[str | os.PathL
     high = with_acc["ci_high"].to_numpy().astype(float)
     ax.errorbar(
         x, y, yerr=np.vstack([y - low, high - y]), fmt="o", color="tab:blue", ecolor="tab:blue",
-        elinewidth=1, capsize=3, markersize=6, label="model (95 % bootstrap interval)", zorder=3,
+        elinewidth=1, capsize=3, markersize=6, zorder=3,
+        label="model (95 % bootstrap interval)" if len(x) else None,
     )
     if len(x) >= 3 and np.ptp(x) > 0:
         fit = stats.linregress(x, y)
@@ -128,6 +129,11 @@ def plot_corrembed_vs_imagenet(summary: pl.DataFrame, paths: list[str | os.PathL
                    label="controls: random, shuffled embeddings, shuffled tags (range)")
     ax.axhline(0.0, color="black", lw=0.5)
     ax.set_xlabel("ImageNet-1k top-1 accuracy (%)")
+    if not len(x):
+        # No model has a known accuracy: an x scale would be invented, so show none.
+        ax.set_xticks([])
+        ax.set_xlabel("ImageNet-1k top-1 accuracy: unknown for every model "
+                      "(give checkpoints `imagenet: {acc1: ...}` in config)")
     ax.set_ylabel("CorrEmbed (mean per-anchor Pearson r)")
     weights_label = {"interactions": "entropy weights from interactions",
                      "catalogue": "entropy weights from catalogue",
