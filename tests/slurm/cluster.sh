@@ -41,7 +41,9 @@ wait_for() {
     local deadline=$((SECONDS + timeout))
     until "$@" >/dev/null 2>&1; do
         if [[ -f $STATE/pids/$what.pid ]] && ! alive "$what"; then
-            die "$what exited: $(tail -n 5 "$STATE/log/$what".* 2>/dev/null)"
+            # /proc/PID/cmdline reads empty while setsid execs the daemon: look again first.
+            sleep 1
+            alive "$what" || die "$what exited: $(tail -n 5 "$STATE/log/$what".* 2>/dev/null)"
         fi
         ((SECONDS < deadline)) || die "$what not ready after ${timeout}s (logs in $STATE/log)"
         sleep 0.5
