@@ -22,8 +22,7 @@ with job_logging(snakemake.log[0], "summary") as log:
     imagenet = {name: imagenet_metadata(spec) for name, spec in snakemake.params.models.items()}
     rejects = pl.read_csv(snakemake.input.rejects, infer_schema_length=0)
     # Only what ingest set aside counts as rejected; "kept" rows are findings (duplicates, ...).
-    if "action" in rejects.columns:
-        rejects = rejects.filter(pl.col("action") == "set_aside")
+    rejects = rejects.filter(pl.col("action") == "set_aside")
     ingest_report = json.loads(Path(snakemake.input.ingest_report).read_text(encoding="utf-8"))
     table = summary_table(
         read_scores(snakemake.input.scores), metas, imagenet, sources, rejects.height, ingest_report
