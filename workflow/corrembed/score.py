@@ -37,8 +37,12 @@ Two exact strategies, picked by a flop-count model (``strategy="auto"``), or for
   small matrices: with x_a the normalized embedding, m the mean normalized embedding,
   C = sum_j (x_j - m)(x_j - m)^T (d x d), and likewise for tag vectors tau,
   sum_j (S_aj - mean)^2 = x_a^T C x_a and sum_j (S_aj - mean)(T_aj - mean) = x_a^T K tau_a with
-  K = sum_j (x_j - m) tau_j^T (d x t). All in float64 from centred data. Cost ~ (n + n_anchors) d^2,
-  far below the n^2 d of the similarity matrix when d << n (exact all-anchors at catalogue scale).
+  K = sum_j (x_j - m) tau_j^T (d x t). Precision as in the blockwise route: every product runs in
+  the embeddings' dtype with an inner dimension of at most d or :data:`SCATTER_CHUNK` items, and
+  every sum over items is a float64 running sum (C is accumulated in float64 over row chunks of
+  centred data, then corrected exactly for the mean's rounding). x_a^T C x_a is a blocked
+  triangular product (half the flops of x_a C). Cost ~ (n / 2 + n_anchors / 2) d^2, far below the
+  n^2 d of the similarity matrix when d << n (exact all-anchors at catalogue scale).
   The all-pairs Pearson uses the same trick with Frobenius norms (raw float64 moments).
 
 Both strategies share the factor pass: K, the (t, t) tag scatter and, as needed, C or the
@@ -67,6 +71,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Iterator, Literal
 
 import numpy as np
@@ -247,8 +252,32 @@ class _NumpyBackend:
     def col_means(self, a):
         return a.mean(axis=0, dtype=np.float64)
 
+    def like(self, a, other):
+        """``a`` in ``other``'s dtype (no copy when it already is)."""
+        return a.astype(other.dtype, copy=False)
+
+    def concat(self, parts):
+        return np.concatenate(parts)
+
+    def outer(self, a, b):
+        return np.outer(a, b)
+
+    def triu(self, a):
+        return np.triu(a)
+
+    def scale_diagonal(self, a, factor: float) -> None:
+        a[np.diag_indices(a.shape[0])] *= factor
+
     def rowdot(self, a, b):
         return np.einsum("ij,ij->i", a, b)
+
+    def rowdot64(self, a, b):
+        """Row-wise dot products summed in float64 (inputs of any float dtype)."""
+        return np.einsum("ij,ij->i", a, b, dtype=np.float64)
+
+    def matvec64(self, a, v):
+        """a @ v summed in float64 for a float32 or float64 (k, d) ``a`` and float64 (d,) ``v``."""
+        return np.einsum("ij,j->i", a, v, dtype=np.float64)
 
     def row_sum_squares(self, a):
         """Per-row float64 sums of squares; ``a`` is overwritten."""
@@ -272,8 +301,9 @@ class _NumpyBackend:
         del ordered
         return _ranks_from_runs(starts, order)
 
-    def tag_rows(self, ops: "_Operands", rows: np.ndarray):
-        return ops.tags[rows].toarray()
+    def tag_rowdot(self, ops: "_Operands", rows: np.ndarray, tag_rows: sp.csr_matrix, a) -> np.ndarray:
+        """(b,) float64 sum_s tau_{rows[i], s} a[i, s] for a (b, t) array ``a``; host numpy."""
+        return _sparse_rowdot(tag_rows, a)
 
     def tag_block(self, ops: "_Operands", rows: np.ndarray, col_start: int):
         tag_rows = ops.tags[rows]
@@ -283,12 +313,16 @@ class _NumpyBackend:
         return (tag_rows @ ops.tags[col_start:].T).toarray()
 
     def tags_t_times(self, ops: "_Operands", start: int, stop: int, dense):
-        """(t, d) float64: tag rows start..stop transposed times a (stop - start, d) array."""
-        return np.asarray(ops.tags[start:stop].T @ dense)
+        """(t, d) float64: tag rows start..stop transposed times a (stop - start, d) array.
+
+        One sparse product in ``dense``'s dtype (a sum over at most stop - start items; float32
+        tag weights are exact, see :func:`_prepare`), as CSR, the faster kernel."""
+        tags = ops.tags_x if dense.dtype == ops.x.dtype else ops.tags
+        return np.asarray(tags[start:stop].T.tocsr() @ dense, dtype=np.float64)
 
     def permuted_cross_sq_norm(self, ops: "_Operands", x_centred, perm: np.ndarray) -> float:
         """||sum_j (x_j - m) tau_perm[j]^T||_F^2 (float32 product, float64 sum of squares)."""
-        cross = np.asarray(ops.tags32[perm].T @ x_centred)
+        cross = np.asarray(ops.tags_x[perm].T @ x_centred)
         return float(np.einsum("ij,ij->", cross, cross, dtype=np.float64))
 
     label = "cpu"
@@ -359,8 +393,32 @@ class _TorchBackend:
     def col_means(self, a):
         return a.sum(dim=0, dtype=self.torch.float64) / a.shape[0]
 
+    def like(self, a, other):
+        return a.to(other.dtype)
+
+    def concat(self, parts):
+        return self.torch.cat(parts)
+
+    def outer(self, a, b):
+        return self.torch.outer(a, b)
+
+    def triu(self, a):
+        return self.torch.triu(a)
+
+    def scale_diagonal(self, a, factor: float) -> None:
+        a.diagonal().mul_(factor)
+
     def rowdot(self, a, b):
         return (a * b).sum(dim=1)
+
+    def matvec64(self, a, v):
+        return a.to(self.torch.float64) @ v
+
+    def rowdot64(self, a, b):
+        # Elementwise products in the inputs' dtype (one rounding each), the sum in float64.
+        if a.dtype != b.dtype:
+            a, b = a.to(self.torch.float64), b.to(self.torch.float64)
+        return (a * b).sum(dim=1, dtype=self.torch.float64)
 
     def row_sum_squares(self, a):
         a.square_()
@@ -387,14 +445,14 @@ class _TorchBackend:
         average = (first + last).to(torch.float64) * 0.5 + 1.0
         return torch.empty((k, m), dtype=torch.float64, device=self.device).scatter_(1, order, average)
 
-    def tag_rows(self, ops: "_Operands", rows: np.ndarray):
-        return ops.tags_dev[self.index(rows)]
+    def tag_rowdot(self, ops: "_Operands", rows: np.ndarray, tag_rows: sp.csr_matrix, a) -> np.ndarray:
+        return self.get((a.to(self.torch.float64) * ops.tags_dev[self.index(rows)]).sum(dim=1))
 
     def tag_block(self, ops: "_Operands", rows: np.ndarray, col_start: int):
         return ops.tags_dev[self.index(rows)] @ ops.tags_dev[col_start:].T
 
     def tags_t_times(self, ops: "_Operands", start: int, stop: int, dense):
-        return ops.tags_dev[start:stop].T @ dense
+        return ops.tags_dev[start:stop].T @ dense.to(self.torch.float64)
 
     def permuted_cross_sq_norm(self, ops: "_Operands", x_centred, perm: np.ndarray) -> float:
         tags = ops.tags_dev[self.index(perm)].to(x_centred.dtype)
@@ -450,21 +508,23 @@ def _backend(device: str | None, allow_tf32: bool = False):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Operands:
     """Row-normalized inputs shared by every computation.
 
     x: (n, d) float32/float64 unit rows (zero rows stay zero), C-contiguous, host.
+    x_sq: (n,) float64 |x_j|^2 (1 or 0 up to the rounding of x's entries), host.
     tags: (n, t) CSR float64 unit rows (zero rows stay zero), host.
     tags_dense_t: (t, n) float64 dense transpose of ``tags`` when small enough, else None
-        (numpy backend: builds tag-similarity blocks as sparse x dense products).
+        (numpy backend: builds tag-similarity blocks as sparse x dense products); built on first
+        use, as the factored route never needs it.
     backend: the array backend; x_dev is ``x`` on its device (the same object for numpy) and
         tags_dev the dense (n, t) float64 tag matrix on the device (torch only, else None).
     """
 
     x: np.ndarray
     tags: sp.csr_matrix
-    tags_dense_t: np.ndarray | None
+    x_sq: np.ndarray
     backend: object = field(default_factory=_NumpyBackend)
     x_dev: object = None
     tags_dev: object = None
@@ -477,16 +537,45 @@ class _Operands:
     def zero_tag_rows(self) -> np.ndarray:
         return np.diff(self.tags.indptr) == 0
 
-    @property
-    def tags32(self) -> sp.csr_matrix:
-        return self.tags.astype(np.float32)
+    @cached_property
+    def tags_dense_t(self) -> np.ndarray | None:
+        n, t = self.tags.shape
+        if self.backend.name != "numpy" or n * t * 8 > 2**30:
+            return None
+        return np.ascontiguousarray(self.tags.T.toarray())
+
+    @cached_property
+    def tags_x(self) -> sp.csr_matrix:
+        """``tags`` in the embeddings' dtype, for sparse products with embedding-sized arrays."""
+        return self.tags.astype(self.x.dtype)
+
+
+def _row_norms(x: np.ndarray) -> np.ndarray:
+    """(n,) float64 Euclidean norms of the rows of x; NaN or inf exactly for rows that hold one.
+
+    One pass: a non-finite value makes its row's norm non-finite, so only those rows are looked
+    at again (a float64 row of huge finite values, whose squares overflow, gets a rescaled norm).
+    """
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+    for row in np.flatnonzero(~np.isfinite(norms)):
+        values = x[row].astype(np.float64)
+        if np.isfinite(values).all():
+            peak = np.abs(values).max()
+            norms[row] = peak * np.sqrt(np.sum((values / peak) ** 2))
+    return norms
+
+
+def _unit_rows(x: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm rows in x's dtype (norms in float64; zero rows stay zero) and their float64
+    squared norms, from the norms and the scale actually applied (no second pass over x)."""
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(x.dtype)
+    sq = np.square(norms * scale.astype(np.float64))
+    return np.ascontiguousarray(x * scale[:, None]), sq
 
 
 def _normalize_dense_rows(x: np.ndarray) -> np.ndarray:
     """Unit-norm rows in x's dtype (norms in float64); zero rows stay zero."""
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
-    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    return np.ascontiguousarray(x * scale.astype(x.dtype)[:, None])
+    return _unit_rows(x, _row_norms(x))[0]
 
 
 def _prepare(embeddings, tag_vectors, backend=None) -> _Operands:
@@ -498,7 +587,8 @@ def _prepare(embeddings, tag_vectors, backend=None) -> _Operands:
         if not np.issubdtype(x.dtype, np.number):
             raise ScoringError(f"embeddings must be numeric, got dtype {x.dtype}")
         x = x.astype(np.float64)
-    bad = ~np.isfinite(x).all(axis=1)
+    x_norms = _row_norms(x)
+    bad = ~np.isfinite(x_norms)
     if bad.any():
         rows = np.flatnonzero(bad)
         raise ScoringError(
@@ -525,20 +615,22 @@ def _prepare(embeddings, tag_vectors, backend=None) -> _Operands:
     tags.sum_duplicates()
     tags.sort_indices()
 
-    x = _normalize_dense_rows(x)
+    x, x_sq = _unit_rows(x, x_norms)
     norms = np.sqrt(np.asarray(tags.multiply(tags).sum(axis=1)).ravel())
     scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
     tags = sp.csr_matrix(sp.diags(scale) @ tags)
     tags.sort_indices()
+    if x.dtype == np.float32:
+        # Unit tag vectors rounded to float32 like the unit embeddings (held in float64): the
+        # float32 products with tag weights (the cross moments) then see exactly the weights
+        # every float64 sum sees. Rounding the weights only inside those products would shift
+        # them all the same way for a tag value and move CorrEmbed by ~1e-8 at 10k items.
+        tags.data = tags.data.astype(np.float32).astype(np.float64)
 
-    n, t = tags.shape
     if isinstance(backend, _NumpyBackend):
-        # Dense (t, n) copy makes a tag block a cheap sparse(b, t) x dense(t, n) product; skip it
-        # when it would be large (many slots), then blocks come from sparse x sparse products.
-        tags_dense_t = np.ascontiguousarray(tags.T.toarray()) if n * t * 8 <= 2**30 else None
-        return _Operands(x=x, tags=tags, tags_dense_t=tags_dense_t, backend=backend, x_dev=x)
+        return _Operands(x=x, tags=tags, x_sq=x_sq, backend=backend, x_dev=x)
     return _Operands(
-        x=x, tags=tags, tags_dense_t=None, backend=backend, x_dev=backend.put(x), tags_dev=backend.dense_tags(tags)
+        x=x, tags=tags, x_sq=x_sq, backend=backend, x_dev=backend.put(x), tags_dev=backend.dense_tags(tags)
     )
 
 
@@ -737,6 +829,15 @@ def _anchor_rows(ops: _Operands, anchors: np.ndarray, include_self: bool, method
 #: Pearson then takes every moment from similarity blocks.
 MAX_DENSE_SLOTS = 4096
 
+#: Items per chunk of the d x d scatter: each chunk is one product in the embeddings' dtype
+#: (a float32 sum over at most this many items, as long as a 2048-d similarity's), chunks are
+#: summed in float64.
+SCATTER_CHUNK = 4096
+
+#: Column blocks of the triangular product in :func:`_quadratic_forms`: more blocks skip more of
+#: the zero triangle (k blocks: (k + 1) / 2k of a full product) but make smaller products.
+_TRIANGLE_BLOCKS = 8
+
 
 @dataclass(frozen=True)
 class _PearsonFactors:
@@ -744,8 +845,9 @@ class _PearsonFactors:
 
     x_mean: (d,) mean normalized embedding m.  tag_mean: (t,) mean normalized tag vector mu.
     cross: (d, t) K = sum_j (x_j - m) tau_j^T.  scatter_t: (t, t) sum_j (tau_j - mu)(tau_j - mu)^T.
-    scatter_x: (d, d) sum_j (x_j - m)(x_j - m)^T, only when asked for (factored strategy, all pairs).
+    scatter_x: (d, d) C = sum_j (x_j - m)(x_j - m)^T, only when asked for (factored strategy, all pairs).
     x_centred: (n, d) x_j - m in the embeddings' dtype, only when asked for (blockwise, Mantel).
+    x_sq: (n,) |x_j|^2 and x_dot_mean: (n,) x_j . m, float64 (the self pair, the all-pairs sums).
     """
 
     x_mean: object
@@ -754,36 +856,69 @@ class _PearsonFactors:
     scatter_t: object
     scatter_x: object | None
     x_centred: object | None
+    x_sq: object
+    x_dot_mean: object
 
 
-def _pearson_factors(ops: _Operands, scatter: bool, centred: bool, chunk: int = 4096) -> _PearsonFactors:
+def _pearson_factors(ops: _Operands, scatter: bool, centred: bool, chunk: int = SCATTER_CHUNK) -> _PearsonFactors:
     be = ops.backend
     n, d = ops.x.shape
     x_mean = be.col_means(ops.x_dev)
-    tag_mean = be.put(np.asarray(ops.tags.mean(axis=0)).ravel())
-    cross_t = be.zeros((ops.tags.shape[1], d))
+    # Centring happens in the embeddings' dtype (no float64 copy of the data): y_j = x_j - m',
+    # m' the mean rounded to that dtype, whose own mean ybar = m - m' is known exactly.
+    mean_x_dtype = be.like(x_mean, ops.x_dev)
+    y_bar = x_mean - be.like(mean_x_dtype, x_mean)
+    raw_cross_t = be.zeros((ops.tags.shape[1], d))
     scatter_x = be.zeros((d, d)) if scatter else None
     x_centred = [] if centred else None
-    # Row chunks keep the float64 centred copy small (memory O(chunk * d)).
+    x_dot_mean = []
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
-        part = be.f64(ops.x_dev[start:stop])
-        part -= x_mean
-        cross_t += be.tags_t_times(ops, start, stop, part)
+        rows = ops.x_dev[start:stop]
+        x_dot_mean.append(be.matvec64(rows, x_mean))
+        part = rows - mean_x_dtype
+        raw_cross_t += be.tags_t_times(ops, start, stop, part)
         if scatter:
-            scatter_x += part.T @ part  # syrk-shaped: the BLAS exploits symmetry
+            scatter_x += part.T @ part  # one product per chunk (syrk-shaped), added into float64
         if centred:
-            x_centred.append(part.astype(ops.x.dtype) if be.name == "numpy" else part.to(ops.x_dev.dtype))
+            x_centred.append(part)
     if centred:
-        x_centred = np.concatenate(x_centred) if be.name == "numpy" else be.torch.cat(x_centred)
-    # The (t, t) tag scatter: t is small, n t^2 work; centred dense row chunks on the host.
-    tags = ops.tags
+        x_centred = be.concat(x_centred)
+    tag_mean = be.put(np.asarray(ops.tags.mean(axis=0)).ravel())
+    # K = sum_j tau_j (x_j - m)^T = sum_j tau_j y_j^T - n mu ybar^T.
+    cross_t = raw_cross_t - n * be.outer(tag_mean, y_bar)
+    # The scatter needs no such correction: sum_j y_j y_j^T exceeds the centred one by n ybar ybar^T,
+    # ~1e-13 of it (ybar ~ 2^-24 m), far below the rounding of the y_j themselves.
+    # The (t, t) tag scatter on the host from one sparse product (float64; t is small).
     mean_host = be.get(tag_mean)
-    scatter_t = np.zeros((tags.shape[1], tags.shape[1]))
-    for start in range(0, n, 8192):
-        part = tags[start : start + 8192].toarray() - mean_host
-        scatter_t += part.T @ part
-    return _PearsonFactors(x_mean, tag_mean, cross_t.T, be.put(scatter_t), scatter_x, x_centred)
+    scatter_t = (ops.tags.T @ ops.tags).toarray() - n * np.outer(mean_host, mean_host)
+    return _PearsonFactors(
+        x_mean, tag_mean, cross_t.T, be.put(scatter_t), scatter_x, x_centred, be.put(ops.x_sq), be.concat(x_dot_mean)
+    )
+
+
+def _half_upper(scatter, be, like):
+    """(d, d) upper triangle of the symmetric ``scatter`` with the diagonal halved, in ``like``'s
+    dtype, so that x^T C x = 2 x^T U x."""
+    upper = be.triu(scatter)
+    be.scale_diagonal(upper, 0.5)
+    return be.like(upper, like)
+
+
+def _quadratic_forms(be, xa, upper) -> object:
+    """x_a^T C x_a for each row of ``xa`` (b, d), given ``upper`` = :func:`_half_upper` (d, d).
+
+    2 x^T U x with U upper triangular: column block [c0, c1) of x U needs only rows [0, c1) of U,
+    so the products skip most of the zero triangle. Products in xa's dtype (inner dimension
+    <= d), the final sum over d in float64. Returns (b,) float64 backend array.
+    """
+    d = upper.shape[0]
+    edges = np.linspace(0, d, min(_TRIANGLE_BLOCKS, d) + 1).astype(int)
+    total = be.zeros((xa.shape[0],))
+    for c0, c1 in zip(edges[:-1], edges[1:]):
+        if c1 > c0:
+            total += be.rowdot64(xa[:, :c1] @ upper[:c1, c0:c1], xa[:, c0:c1])
+    return 2.0 * total
 
 
 def _anchor_pearson(
@@ -803,32 +938,45 @@ def _anchor_pearson(
     n = ops.n
     fac = factors if factors is not None else _pearson_factors(ops, scatter=factored, centred=not factored)
     count = n if include_self else n - 1
+    # Products with the moments run in the embeddings' dtype, as the similarity products do.
+    cross = be.like(fac.cross, ops.x_dev)
+    upper = _half_upper(fac.scatter_x, be, ops.x_dev) if factored else None
+    if factored:
+        # Without a (b, n) block to bound, blocks of anchors only bound the (b, d) copies.
+        block = max(block, 4096)
+    scatter_t, tag_mean = be.get(fac.scatter_t), be.get(fac.tag_mean)
     out = np.empty(anchors.size)
     for start in range(0, anchors.size, block):
         rows = anchors[start : start + block]
-        idx = be.index(rows)
-        xa = be.f64(ops.x_dev[idx])
-        ta = be.tag_rows(ops, rows)
+        contiguous = rows[-1] - rows[0] == rows.size - 1 and bool(np.all(np.diff(rows) == 1))
+        # All anchors (the exact score) come in runs: slice rather than gather a copy.
+        xa = ops.x_dev[int(rows[0]) : int(rows[-1]) + 1] if contiguous else ops.x_dev[be.index(rows)]
         if factored:
-            sxx = be.rowdot(xa @ fac.scatter_x, xa)
+            sxx = be.get(_quadratic_forms(be, xa, upper))
         else:
             # The (b, n) block x_a . (x_j - m) = S_aj - mean_j S_aj: one product in x's dtype,
             # already centred, so its sum of squares has no cancellation.
-            sxx = be.row_sum_squares(ops.x_dev[idx] @ fac.x_centred.T)
-        syy = be.rowdot(ta @ fac.scatter_t, ta)
-        sxy = be.rowdot(xa @ fac.cross, ta)
+            sxx = be.get(be.row_sum_squares(xa @ fac.x_centred.T))
+        # Tag side from the sparse anchor rows (host, float64): tau_a^T Sigma_t tau_a.
+        ta = ops.tags[rows]
+        syy = _sparse_rowdot(ta, ta @ scatter_t)
+        sxy = be.tag_rowdot(ops, rows, ta, xa @ cross)
         if not include_self:
             # Remove the self pair (x_a.x_a, tau_a.tau_a) from the centred sums over all n items.
-            dx = be.rowdot(xa, xa) - xa @ fac.x_mean
-            dt = be.rowdot(ta, ta) - ta @ fac.tag_mean
+            dx = be.get(fac.x_sq[be.index(rows)] - fac.x_dot_mean[be.index(rows)])
+            dt = _sparse_rowdot(ta, ta) - ta @ tag_mean
             f = n / (n - 1)
             sxx = sxx - f * dx * dx
             syy = syy - f * dt * dt
             sxy = sxy - f * dx * dt
-        out[start : start + rows.size] = _pearson_from_sums(
-            be.get(sxx), be.get(syy), be.get(sxy), count, ops.x.dtype, np.float64
-        )
+        out[start : start + rows.size] = _pearson_from_sums(sxx, syy, sxy, count, ops.x.dtype, np.float64)
     return out
+
+
+def _sparse_rowdot(rows: sp.csr_matrix, other) -> np.ndarray:
+    """(k,) float64 row-wise dot products of a CSR (k, t) matrix with a dense or CSR (k, t) ``other``,
+    over the stored entries only (no dense copy of ``rows``)."""
+    return np.asarray(rows.multiply(other).sum(axis=1), dtype=np.float64).ravel()
 
 
 def _use_factored(ops: _Operands, n_rows: int, strategy: Strategy) -> bool:
@@ -840,11 +988,11 @@ def _use_factored(ops: _Operands, n_rows: int, strategy: Strategy) -> bool:
     if strategy != "auto":
         raise ScoringError(f"strategy must be 'auto', 'blockwise' or 'factored', got {strategy!r}")
     n, d = ops.x.shape
-    # Multiply-adds; float64 GEMMs run at about half the float32 rate (the symmetric scatter
-    # costs half a GEMM); the blockwise path also makes a few passes over each (b, n) block.
-    factored = 2.0 * (n / 2 + n_rows) * d * d
-    float32_factor = 1.0 if ops.x.dtype == np.float32 else 2.0
-    blockwise = float32_factor * n_rows * n * d + 4.0 * n_rows * n
+    # Multiply-adds, both routes in x's dtype: the symmetric scatter costs half a product, the
+    # blocked triangular quadratic forms ~(k + 1) / 2k of one; the blockwise route also makes
+    # a few passes over each (b, n) block.
+    factored = (n / 2 + n_rows * (_TRIANGLE_BLOCKS + 1) / (2 * _TRIANGLE_BLOCKS)) * d * d
+    blockwise = n_rows * n * d + 4.0 * n_rows * n
     return factored < blockwise
 
 
@@ -857,8 +1005,7 @@ def _use_factored_allpairs(ops: _Operands, strategy: Strategy) -> bool:
     if ops.tags.shape[1] > MAX_DENSE_SLOTS:
         return False
     n, d = ops.x.shape
-    float32_factor = 1.0 if ops.x.dtype == np.float32 else 2.0
-    return 2.0 * n * d * d / 2 < float32_factor * n * n * d / 2 + 4.0 * n * n / 2
+    return n * d * d / 2 < n * n * d / 2 + 4.0 * n * n / 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -1093,11 +1240,10 @@ def _pair_sums(ops: _Operands, fac: _PearsonFactors) -> _PairSums:
     n = ops.n
     m, mu = be.get(fac.x_mean), be.get(fac.tag_mean)
     scatter_x, scatter_t = be.get(fac.scatter_x), be.get(fac.scatter_t)
-    x = ops.x
-    x_sq = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+    x_sq = be.get(fac.x_sq)
     t_sq = np.asarray(ops.tags.multiply(ops.tags).sum(axis=1)).ravel()
     mm, tt = float(m @ m), float(mu @ mu)
-    a = _rowdot_mean(x, m) - mm
+    a = be.get(fac.x_dot_mean) - mm
     b = np.asarray(ops.tags @ mu).ravel() - tt
     pairs = n * (n - 1) / 2.0
     sum_x = (n * n * mm - x_sq.sum()) / 2.0
@@ -1107,14 +1253,6 @@ def _pair_sums(ops: _Operands, fac: _PearsonFactors) -> _PairSums:
     sxx = (all_xx - x_sq @ x_sq) / 2.0 - sum_x * sum_x / pairs
     syy = (all_yy - t_sq @ t_sq) / 2.0 - sum_y * sum_y / pairs
     return _PairSums(n, pairs, sum_x, sum_y, sxx, syy, a, b, x_sq, t_sq, mm, tt)
-
-
-def _rowdot_mean(x: np.ndarray, m: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """x_i . m in float64 for float32 x, in row chunks (no full float64 copy of x)."""
-    out = np.empty(x.shape[0])
-    for start in range(0, x.shape[0], chunk):
-        out[start : start + chunk] = x[start : start + chunk].astype(np.float64) @ m
-    return out
 
 
 def _allpairs_pearson_factored(ops: _Operands, fac: _PearsonFactors) -> float:
