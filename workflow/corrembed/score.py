@@ -69,6 +69,8 @@ K seeded permutations of the items' tag vectors, each from the factor matrices i
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -250,23 +252,24 @@ class _NumpyBackend:
         return np.add.reduce(a, axis=1, dtype=np.float64)
 
     def col_means(self, a):
-        return a.mean(axis=0, dtype=np.float64)
+        sums = _map_rows(lambda lo, hi: np.add.reduce(a[lo:hi], axis=0, dtype=np.float64), 0, a.shape[0])
+        return np.sum(sums, axis=0) / a.shape[0]
 
-    def like(self, a, other):
-        """``a`` in ``other``'s dtype (no copy when it already is)."""
-        return a.astype(other.dtype, copy=False)
+    def like(self, a, other, copy: bool = False):
+        """``a`` in ``other``'s dtype (no copy when it already is, unless ``copy``)."""
+        return a.astype(other.dtype, copy=copy)
 
     def concat(self, parts):
         return np.concatenate(parts)
 
+    def empty_like(self, a):
+        return np.empty_like(a)
+
+    def subtract(self, a, b, out) -> None:
+        np.subtract(a, b, out=out)
+
     def outer(self, a, b):
         return np.outer(a, b)
-
-    def triu(self, a):
-        return np.triu(a)
-
-    def scale_diagonal(self, a, factor: float) -> None:
-        a[np.diag_indices(a.shape[0])] *= factor
 
     def rowdot(self, a, b):
         return np.einsum("ij,ij->i", a, b)
@@ -393,20 +396,20 @@ class _TorchBackend:
     def col_means(self, a):
         return a.sum(dim=0, dtype=self.torch.float64) / a.shape[0]
 
-    def like(self, a, other):
-        return a.to(other.dtype)
+    def like(self, a, other, copy: bool = False):
+        return a.to(other.dtype, copy=copy)
 
     def concat(self, parts):
         return self.torch.cat(parts)
 
+    def empty_like(self, a):
+        return self.torch.empty_like(a)
+
+    def subtract(self, a, b, out) -> None:
+        self.torch.sub(a, b, out=out)
+
     def outer(self, a, b):
         return self.torch.outer(a, b)
-
-    def triu(self, a):
-        return self.torch.triu(a)
-
-    def scale_diagonal(self, a, factor: float) -> None:
-        a.diagonal().mul_(factor)
 
     def rowdot(self, a, b):
         return (a * b).sum(dim=1)
@@ -550,13 +553,48 @@ class _Operands:
         return self.tags.astype(self.x.dtype)
 
 
+# --------------------------------------------------------------------------------------------
+# Memory-bound passes over row ranges, in threads
+# --------------------------------------------------------------------------------------------
+
+#: Rows below which a pass runs in the calling thread (thread hand-off costs more than it saves).
+_MIN_ROWS_PER_THREAD = 1024
+_pass_pool: ThreadPoolExecutor | None = None
+
+
+def _pass_threads() -> int:
+    """Threads for elementwise passes: the CPUs this process may use, at most 8. The matrix
+    products already use every core through the BLAS; numpy's elementwise loops and scipy's
+    sparse products use one, and release the GIL, so row ranges can run side by side."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
+
+
+def _map_rows(fn, start: int, stop: int) -> list:
+    """[fn(a, b) for consecutive row ranges [a, b) covering [start, stop)], run in threads."""
+    global _pass_pool
+    parts = max(1, min(_pass_threads(), (stop - start) // _MIN_ROWS_PER_THREAD))
+    edges = np.linspace(start, stop, parts + 1).astype(int)
+    ranges = list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+    if parts == 1:
+        return [fn(a, b) for a, b in ranges]
+    if _pass_pool is None:
+        _pass_pool = ThreadPoolExecutor(max_workers=_pass_threads(), thread_name_prefix="corrembed-pass")
+    return list(_pass_pool.map(lambda r: fn(*r), ranges))
+
+
 def _row_norms(x: np.ndarray) -> np.ndarray:
     """(n,) float64 Euclidean norms of the rows of x; NaN or inf exactly for rows that hold one.
 
     One pass: a non-finite value makes its row's norm non-finite, so only those rows are looked
     at again (a float64 row of huge finite values, whose squares overflow, gets a rescaled norm).
     """
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+    norms = np.sqrt(np.concatenate(
+        _map_rows(lambda a, b: np.einsum("ij,ij->i", x[a:b], x[a:b], dtype=np.float64), 0, x.shape[0])
+    ))
     for row in np.flatnonzero(~np.isfinite(norms)):
         values = x[row].astype(np.float64)
         if np.isfinite(values).all():
@@ -570,7 +608,9 @@ def _unit_rows(x: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray
     squared norms, from the norms and the scale actually applied (no second pass over x)."""
     scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(x.dtype)
     sq = np.square(norms * scale.astype(np.float64))
-    return np.ascontiguousarray(x * scale[:, None]), sq
+    out = np.empty(x.shape, dtype=x.dtype)
+    _map_rows(lambda a, b: np.multiply(x[a:b], scale[a:b, None], out=out[a:b]), 0, x.shape[0])
+    return out, sq
 
 
 def _normalize_dense_rows(x: np.ndarray) -> np.ndarray:
@@ -875,9 +915,18 @@ def _pearson_factors(ops: _Operands, scatter: bool, centred: bool, chunk: int = 
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         rows = ops.x_dev[start:stop]
-        x_dot_mean.append(be.matvec64(rows, x_mean))
-        part = rows - mean_x_dtype
-        raw_cross_t += be.tags_t_times(ops, start, stop, part)
+        part = be.empty_like(rows)
+
+        def centre(a: int, b: int):
+            # Single-threaded kernels (x.m, centring, the sparse tag product) on row ranges.
+            np_part = part[a - start : b - start]
+            be.subtract(ops.x_dev[a:b], mean_x_dtype, out=np_part)
+            return be.matvec64(ops.x_dev[a:b], x_mean), be.tags_t_times(ops, a, b, np_part)
+
+        ranges = _map_rows(centre, start, stop) if be.name == "numpy" else [centre(start, stop)]
+        x_dot_mean.extend(r[0] for r in ranges)
+        for r in ranges:
+            raw_cross_t += r[1]
         if scatter:
             scatter_x += part.T @ part  # one product per chunk (syrk-shaped), added into float64
         if centred:
@@ -897,12 +946,24 @@ def _pearson_factors(ops: _Operands, scatter: bool, centred: bool, chunk: int = 
     )
 
 
+def _triangle_edges(d: int) -> np.ndarray:
+    """Column-block edges of the blocked triangular product (:data:`_TRIANGLE_BLOCKS` blocks)."""
+    return np.linspace(0, d, min(_TRIANGLE_BLOCKS, d) + 1).astype(int)
+
+
 def _half_upper(scatter, be, like):
-    """(d, d) upper triangle of the symmetric ``scatter`` with the diagonal halved, in ``like``'s
-    dtype, so that x^T C x = 2 x^T U x."""
-    upper = be.triu(scatter)
-    be.scale_diagonal(upper, 0.5)
-    return be.like(upper, like)
+    """U with x^T C x = 2 x^T U x for the symmetric (d, d) ``scatter`` C, in ``like``'s dtype.
+
+    U is C above the diagonal, C / 2 on it and 0 below, but only where :func:`_quadratic_forms`
+    reads it: the blocks above the diagonal blocks are C itself, so only the diagonal blocks
+    are made triangular."""
+    upper = be.like(scatter, like, copy=True)
+    edges = _triangle_edges(upper.shape[0])
+    for c0, c1 in zip(edges[:-1], edges[1:]):
+        w = c1 - c0
+        mask = np.triu(np.ones((w, w)), 1) + 0.5 * np.eye(w)
+        upper[c0:c1, c0:c1] *= be.like(be.put(mask), upper)
+    return upper
 
 
 def _quadratic_forms(be, xa, upper) -> object:
@@ -912,8 +973,7 @@ def _quadratic_forms(be, xa, upper) -> object:
     so the products skip most of the zero triangle. Products in xa's dtype (inner dimension
     <= d), the final sum over d in float64. Returns (b,) float64 backend array.
     """
-    d = upper.shape[0]
-    edges = np.linspace(0, d, min(_TRIANGLE_BLOCKS, d) + 1).astype(int)
+    edges = _triangle_edges(upper.shape[0])
     total = be.zeros((xa.shape[0],))
     for c0, c1 in zip(edges[:-1], edges[1:]):
         if c1 > c0:
@@ -1235,6 +1295,12 @@ class _PairSums:
         return float(r[0])
 
 
+def _sum_squares(a: np.ndarray) -> float:
+    """Sum of squares of a float64 array through the BLAS dot (no squared temporary)."""
+    flat = np.ascontiguousarray(a).ravel()
+    return float(flat @ flat)
+
+
 def _pair_sums(ops: _Operands, fac: _PearsonFactors) -> _PairSums:
     be = ops.backend
     n = ops.n
@@ -1248,8 +1314,8 @@ def _pair_sums(ops: _Operands, fac: _PearsonFactors) -> _PairSums:
     pairs = n * (n - 1) / 2.0
     sum_x = (n * n * mm - x_sq.sum()) / 2.0
     sum_y = (n * n * tt - t_sq.sum()) / 2.0
-    all_xx = np.sum(scatter_x * scatter_x) + 2.0 * n * (a @ a) + n * n * mm * mm
-    all_yy = np.sum(scatter_t * scatter_t) + 2.0 * n * (b @ b) + n * n * tt * tt
+    all_xx = _sum_squares(scatter_x) + 2.0 * n * (a @ a) + n * n * mm * mm
+    all_yy = _sum_squares(scatter_t) + 2.0 * n * (b @ b) + n * n * tt * tt
     sxx = (all_xx - x_sq @ x_sq) / 2.0 - sum_x * sum_x / pairs
     syy = (all_yy - t_sq @ t_sq) / 2.0 - sum_y * sum_y / pairs
     return _PairSums(n, pairs, sum_x, sum_y, sxx, syy, a, b, x_sq, t_sq, mm, tt)
@@ -1258,7 +1324,7 @@ def _pair_sums(ops: _Operands, fac: _PearsonFactors) -> _PairSums:
 def _allpairs_pearson_factored(ops: _Operands, fac: _PearsonFactors) -> float:
     sums = _pair_sums(ops, fac)
     cross = ops.backend.get(fac.cross)
-    return sums.pearson(sums.cross_sxy(float(np.sum(cross * cross))), ops.x.dtype)
+    return sums.pearson(sums.cross_sxy(_sum_squares(cross)), ops.x.dtype)
 
 
 def allpairs_pearson(
