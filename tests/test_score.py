@@ -15,6 +15,8 @@ from scipy.stats import pearsonr, spearmanr
 from corrembed import score
 from corrembed.errors import ScoringError
 
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
 # --------------------------------------------------------------------------------------------
 # Oracles: naive full float64 similarity matrices, scipy statistics row by row
 # --------------------------------------------------------------------------------------------
@@ -127,6 +129,65 @@ def test_float32_input_close_to_float64_oracle(data):
         assert_same_nan_close(result.per_anchor, expected, atol=2e-5)
 
 
+def test_float32_mean_within_float32_product_noise_of_float64():
+    """The design's precision claim: float32 products with float64 sums move CorrEmbed and the
+    all-pairs Pearson by far less than the per-anchor float32 noise (~1e-7), in both routes."""
+    x, tags = make_data(n=3000, d=64, t=40, seed=11, structured=0.4)
+    ref, ref_pairs = score.pearson_scores(x, tags)
+    x32 = x.astype(np.float32)
+    for strategy in ("blockwise", "factored"):
+        got, got_pairs = score.pearson_scores(x32, tags, strategy=strategy)
+        assert_same_nan_close(got.per_anchor, ref.per_anchor, atol=2e-6)
+        assert abs(got.mean - ref.mean) < 2e-8
+        assert abs(got_pairs - ref_pairs) < 2e-8
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), b=st.integers(1, 40), d=st.integers(1, 40),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_blocked_triangular_quadratic_forms_match_direct(seed, b, d, dtype):
+    rng = np.random.default_rng(seed)
+    y = rng.standard_normal((d + 5, d))
+    scatter = y.T @ y  # symmetric positive semi-definite, like C
+    xa = rng.standard_normal((b, d)).astype(dtype)
+    be = score._NumpyBackend()
+    got = score._quadratic_forms(be, xa, score._half_upper(scatter, be, xa))
+    x64 = xa.astype(np.float64)
+    expected = np.einsum("ij,jk,ik->i", x64, scatter, x64)
+    tol = 1e-9 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * np.abs(expected).max())
+    np.testing.assert_array_equal(scatter, scatter.T)  # the input was not modified
+
+
+def test_scatter_chunks_and_pass_threads_do_not_change_results(monkeypatch):
+    x, tags = make_data(n=257, d=7, t=20, seed=4)
+    ops = score._prepare(x, tags)
+    one = score._pearson_factors(ops, scatter=True, centred=True, chunk=10_000)
+    monkeypatch.setattr(score, "_MIN_ROWS_PER_THREAD", 10)  # several threads per chunk
+    many = score._pearson_factors(ops, scatter=True, centred=True, chunk=50)
+    for name in ("x_mean", "cross", "scatter_t", "scatter_x", "x_centred", "x_sq", "x_dot_mean"):
+        np.testing.assert_allclose(getattr(many, name), getattr(one, name), rtol=0, atol=1e-12, err_msg=name)
+
+
+def test_map_rows_covers_the_range_in_order(monkeypatch):
+    monkeypatch.setattr(score, "_MIN_ROWS_PER_THREAD", 3)
+    for start, stop in ((0, 0), (0, 2), (5, 6), (0, 100), (7, 1000)):
+        ranges = score._map_rows(lambda a, b: (a, b), start, stop)
+        assert ranges[0][0] == start and ranges[-1][1] == stop
+        assert all(prev[1] == nxt[0] for prev, nxt in zip(ranges, ranges[1:]))
+
+
+def test_huge_finite_embedding_values_are_normalized_not_rejected():
+    x, tags = make_data(n=60, d=5, t=12, seed=2)
+    huge = x.copy()
+    huge[9] *= 1e200  # squares overflow float64; the row is still a valid direction
+    np.testing.assert_allclose(score.corrembed(huge, tags).per_anchor, score.corrembed(x, tags).per_anchor, atol=1e-12)
+    inf = x.copy()
+    inf[9, 2] = np.inf
+    with pytest.raises(ScoringError, match="first row 9"):
+        score.corrembed(inf, tags)
+
+
 def test_auto_strategy_equals_both_forced_strategies():
     x, tags = make_data(n=400, d=6, t=30, seed=3)
     ops = score._prepare(x, tags)
@@ -136,6 +197,21 @@ def test_auto_strategy_equals_both_forced_strategies():
     results = [score.corrembed(x, tags, anchors=150, strategy=s).per_anchor for s in ("auto", "blockwise", "factored")]
     np.testing.assert_allclose(results[0], results[1], atol=1e-12)
     np.testing.assert_allclose(results[0], results[2], atol=1e-12)
+
+
+def test_joint_plan_shares_one_scatter_between_anchors_and_all_pairs():
+    rng = np.random.default_rng(8)
+    x, tags = rng.standard_normal((60, 64)), (rng.random((60, 10)) < 0.3) * 1.0
+    ops = score._prepare(x, tags)
+    # Alone, per-anchor Pearson is (just) cheaper blockwise; with the all-pairs Pearson also
+    # needing the scatter, both factored is the cheapest plan.
+    assert not score._use_factored(ops, 60, "auto")
+    assert score._pearson_plan(ops, 60, "auto") == (True, True)
+    assert score._pearson_plan(ops, 60, "blockwise") == (False, False)
+    auto, auto_pairs = score.pearson_scores(x, tags)
+    forced, forced_pairs = score.pearson_scores(x, tags, strategy="blockwise")
+    assert_same_nan_close(auto.per_anchor, forced.per_anchor, atol=1e-12)
+    assert auto_pairs == pytest.approx(forced_pairs, abs=1e-12)
 
 
 def test_block_size_larger_than_n_and_tiny_n():
@@ -242,8 +318,6 @@ def test_anchor_spearman_matches_scipy_with_ties(include_self):
 # --------------------------------------------------------------------------------------------
 # Invariances (hypothesis)
 # --------------------------------------------------------------------------------------------
-
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def random_case(seed, n, d, t):

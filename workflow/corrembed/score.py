@@ -1039,33 +1039,61 @@ def _sparse_rowdot(rows: sp.csr_matrix, other) -> np.ndarray:
     return np.asarray(rows.multiply(other).sum(axis=1), dtype=np.float64).ravel()
 
 
-def _use_factored(ops: _Operands, n_rows: int, strategy: Strategy) -> bool:
-    """Whether per-anchor Pearson over ``n_rows`` anchors is cheaper from the d x d scatter."""
-    if strategy == "factored":
-        return True
-    if strategy == "blockwise":
-        return False
-    if strategy != "auto":
+def _check_strategy(strategy: Strategy) -> None:
+    if strategy not in ("auto", "blockwise", "factored"):
         raise ScoringError(f"strategy must be 'auto', 'blockwise' or 'factored', got {strategy!r}")
+
+
+def _pearson_costs(ops: _Operands, n_rows: int) -> dict[str, float]:
+    """Multiply-adds of each piece, all in x's dtype: the symmetric scatter is half a product, the
+    blocked triangular quadratic forms ~(k + 1) / 2k of one; blockwise routes also make a few
+    passes over each similarity block."""
     n, d = ops.x.shape
-    # Multiply-adds, both routes in x's dtype: the symmetric scatter costs half a product, the
-    # blocked triangular quadratic forms ~(k + 1) / 2k of one; the blockwise route also makes
-    # a few passes over each (b, n) block.
-    factored = (n / 2 + n_rows * (_TRIANGLE_BLOCKS + 1) / (2 * _TRIANGLE_BLOCKS)) * d * d
-    blockwise = n_rows * n * d + 4.0 * n_rows * n
-    return factored < blockwise
+    return {
+        "scatter": n * d * d / 2,
+        "anchors_factored": n_rows * d * d * (_TRIANGLE_BLOCKS + 1) / (2 * _TRIANGLE_BLOCKS),
+        "anchors_blockwise": n_rows * n * d + 4.0 * n_rows * n,
+        "pairs_blockwise": n * n * d / 2 + 4.0 * n * n / 2,
+    }
+
+
+def _use_factored(ops: _Operands, n_rows: int, strategy: Strategy) -> bool:
+    """Whether per-anchor Pearson over ``n_rows`` anchors alone is cheaper from the d x d scatter."""
+    _check_strategy(strategy)
+    if strategy != "auto":
+        return strategy == "factored"
+    c = _pearson_costs(ops, n_rows)
+    return c["scatter"] + c["anchors_factored"] < c["anchors_blockwise"]
 
 
 def _use_factored_allpairs(ops: _Operands, strategy: Strategy) -> bool:
-    """Whether the all-pairs Pearson is cheaper from the scatter (n d^2 / 2) than from blocks (n^2 d / 2)."""
-    if strategy in ("factored", "blockwise"):
-        return strategy == "factored"
-    if strategy != "auto":
-        raise ScoringError(f"strategy must be 'auto', 'blockwise' or 'factored', got {strategy!r}")
+    """Whether the all-pairs Pearson alone is cheaper from the scatter (n d^2 / 2) than from blocks (n^2 d / 2)."""
+    _check_strategy(strategy)
     if ops.tags.shape[1] > MAX_DENSE_SLOTS:
         return False
-    n, d = ops.x.shape
-    return n * d * d / 2 < n * n * d / 2 + 4.0 * n * n / 2
+    if strategy != "auto":
+        return strategy == "factored"
+    c = _pearson_costs(ops, 0)
+    return c["scatter"] < c["pairs_blockwise"]
+
+
+def _pearson_plan(ops: _Operands, n_rows: int, strategy: Strategy) -> tuple[bool, bool]:
+    """(per-anchor factored, all-pairs factored) when both are computed: one scatter serves both,
+    so the cheapest of the four combinations is chosen jointly."""
+    _check_strategy(strategy)
+    if strategy != "auto" or ops.tags.shape[1] > MAX_DENSE_SLOTS:
+        return _use_factored(ops, n_rows, strategy), _use_factored_allpairs(ops, strategy)
+    c = _pearson_costs(ops, n_rows)
+
+    def total(plan: tuple[bool, bool]) -> float:
+        anchors_factored, pairs_factored = plan
+        return (
+            (c["scatter"] if anchors_factored or pairs_factored else 0.0)
+            + (c["anchors_factored"] if anchors_factored else c["anchors_blockwise"])
+            + (0.0 if pairs_factored else c["pairs_blockwise"])
+        )
+
+    return min(((a, p) for a in (True, False) for p in (True, False)), key=total)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1118,12 +1146,12 @@ def corrembed(
 
 def _corrembed(
     ops: _Operands, anchors: np.ndarray, include_self: bool, blocks: _Blocks, method: str, strategy: Strategy,
-    factors: _PearsonFactors | None = None,
+    factors: _PearsonFactors | None = None, anchors_factored: bool | None = None,
 ) -> CorrEmbedResult:
     if method not in ("pearson", "spearman"):
         raise ScoringError(f"method must be 'pearson' or 'spearman', got {method!r}")
     if method == "pearson":
-        factored = _use_factored(ops, anchors.size, strategy)
+        factored = _use_factored(ops, anchors.size, strategy) if anchors_factored is None else anchors_factored
         per_anchor = _anchor_pearson(ops, anchors, include_self, blocks.pearson, factored, factors)
     else:
         per_anchor = _anchor_rows(ops, anchors, include_self, method, blocks.ranks)
@@ -1341,8 +1369,10 @@ def allpairs_pearson(
         return _allpairs_pearson(ops, _blocks(block_size, ops.n, memory_budget_mb).pearson, strategy)
 
 
-def _allpairs_pearson(ops: _Operands, block: int, strategy: Strategy, factors: _PearsonFactors | None = None) -> float:
-    if not _use_factored_allpairs(ops, strategy):
+def _allpairs_pearson(
+    ops: _Operands, block: int, strategy: Strategy, factors: _PearsonFactors | None = None, factored: bool | None = None,
+) -> float:
+    if not (_use_factored_allpairs(ops, strategy) if factored is None else factored):
         return _allpairs_pearson_blockwise(ops, block)
     if factors is None or factors.scatter_x is None:
         factors = _pearson_factors(ops, scatter=True, centred=False)
@@ -1364,14 +1394,12 @@ def pearson_scores(
         ops = _prepare(embeddings, tag_vectors, be)
         blocks = _blocks(block_size, ops.n, memory_budget_mb)
         anchor_idx = resolve_anchors(anchors, ops.n, seed)
+        anchors_factored, pairs_factored = _pearson_plan(ops, anchor_idx.size, strategy)
         factors = None
         if ops.tags.shape[1] <= MAX_DENSE_SLOTS:
-            anchor_factored = _use_factored(ops, anchor_idx.size, strategy)
-            factors = _pearson_factors(
-                ops, scatter=anchor_factored or _use_factored_allpairs(ops, strategy), centred=not anchor_factored
-            )
-        result = _corrembed(ops, anchor_idx, include_self, blocks, "pearson", strategy, factors)
-        return result, _allpairs_pearson(ops, blocks.pearson, strategy, factors)
+            factors = _pearson_factors(ops, scatter=anchors_factored or pairs_factored, centred=not anchors_factored)
+        result = _corrembed(ops, anchor_idx, include_self, blocks, "pearson", strategy, factors, anchors_factored)
+        return result, _allpairs_pearson(ops, blocks.pearson, strategy, factors, pairs_factored)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1670,14 +1698,14 @@ def _score_report(
 
     # One pass over the data gives the factor matrices shared by the per-anchor Pearson, the
     # all-pairs Pearson and the Mantel test (whichever of them use it).
+    anchors_factored, pairs_factored = _pearson_plan(ops, anchor_idx.size, "auto")
     factors = None
     if ops.tags.shape[1] <= MAX_DENSE_SLOTS:
-        anchor_factored = _use_factored(ops, anchor_idx.size, "auto")
-        need_scatter = anchor_factored or _use_factored_allpairs(ops, "auto") or permutations > 0
-        need_centred = not anchor_factored or permutations > 0
+        need_scatter = anchors_factored or pairs_factored or permutations > 0
+        need_centred = not anchors_factored or permutations > 0
         factors = _pearson_factors(ops, scatter=need_scatter, centred=need_centred)
-    pearson = _corrembed(ops, anchor_idx, include_self, blocks, "pearson", "auto", factors)
-    all_pearson = _allpairs_pearson(ops, blocks.pearson, "auto", factors)
+    pearson = _corrembed(ops, anchor_idx, include_self, blocks, "pearson", "auto", factors, anchors_factored)
+    all_pearson = _allpairs_pearson(ops, blocks.pearson, "auto", factors, pairs_factored)
     seq_random, seq_emb, seq_tags, seq_mantel = np.random.SeedSequence(seed).spawn(4)
     mantel_p = float("nan")
     if permutations > 0:
