@@ -10,6 +10,9 @@ Columns of the printed Markdown table (seconds unless said otherwise):
 - ``exact``: exact all-anchors CorrEmbed + all-pairs Pearson (:func:`corrembed.score.pearson_scores`,
   automatic strategy), including input normalization; ``ratio`` = exact / bare.
 - ``blockwise``: the same forced through (b, n) similarity blocks (``strategy="blockwise"``).
+- ``float64``: the same on the embeddings cast to float64 (not in the table: the script prints
+  max |exact - float64| over (CorrEmbed, all-pairs r) as an HTML comment, the precision of the
+  float32 route).
 - ``per-row``: the paper's way, one anchor at a time: similarity row by a float32 matrix-vector
   product, tag row by a sparse product, ``scipy.stats.pearsonr``; the one-off setup (row
   normalization) timed once, plus 100 anchors timed and scaled to n; ``speedup`` = per-row / exact.
@@ -40,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-CASES = ("bare", "exact", "blockwise", "per_row", "sampled", "report")
+CASES = ("bare", "exact", "blockwise", "float64", "per_row", "sampled", "report")
 
 
 def synthetic(n: int, d: int, slots: int, categories: int, seed: int = 0):
@@ -64,8 +67,11 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def _run_case(case: str, data_dir: Path, repeat: int) -> dict:
-    """Run one case in this process (the subprocess side); returns seconds, value, memory."""
+def _run_case(case: str, data_dir: Path, repeat: int, device: str = "cpu") -> dict:
+    """Run one case in this process (the subprocess side); returns seconds, value, memory.
+
+    ``device`` other than "cpu" runs the bare product and the scoring cases through torch on it
+    (a GPU: "cuda"); the per-row baseline stays the CPU one."""
     from scipy.stats import pearsonr
 
     from corrembed import score
@@ -75,20 +81,32 @@ def _run_case(case: str, data_dir: Path, repeat: int) -> dict:
     n = x.shape[0]
     base = _peak_rss_bytes()
 
+    sync = lambda: None  # noqa: E731 - CPU work is synchronous
+    if device != "cpu":
+        import torch
+
+        torch_device = torch.device("cpu" if device == "torch-cpu" else device)
+        if torch_device.type == "cuda":
+            sync = torch.cuda.synchronize
+
     if case == "bare":
         block = score._blocks(None, n).pearson
         xn = score._normalize_dense_rows(x)
+        if device != "cpu":
+            xn = torch.from_numpy(xn).to(torch_device)
 
         def fn():
             for s in range(0, n, block):
                 xn[s : s + block] @ xn.T
+            sync()
             return float("nan")
 
-    elif case in ("exact", "blockwise"):
-        strategy = "auto" if case == "exact" else "blockwise"
+    elif case in ("exact", "blockwise", "float64"):
+        strategy = "blockwise" if case == "blockwise" else "auto"
+        data = x.astype(np.float64) if case == "float64" else x
 
         def fn():
-            result, allpairs = score.pearson_scores(x, tags, anchors="all", strategy=strategy)
+            result, allpairs = score.pearson_scores(data, tags, anchors="all", strategy=strategy, device=device)
             return [result.mean, allpairs]
 
     elif case == "per_row":
@@ -115,13 +133,13 @@ def _run_case(case: str, data_dir: Path, repeat: int) -> dict:
     elif case == "sampled":
 
         def fn():
-            return score.corrembed(x, tags, anchors=1000, seed=42).mean
+            return score.corrembed(x, tags, anchors=1000, seed=42, device=device).mean
 
     elif case == "report":
         repeat = 1
 
         def fn():
-            return score.score_report(x, tags).corrembed
+            return score.score_report(x, tags, device=device).corrembed
 
     else:
         raise SystemExit(f"unknown case {case!r}")
@@ -138,9 +156,9 @@ def _run_case(case: str, data_dir: Path, repeat: int) -> dict:
     return {"case": case, "seconds": best, "value": value, "mem_mib": (_peak_rss_bytes() - base) / 2**20}
 
 
-def _subprocess_case(case: str, data_dir: Path, repeat: int) -> dict:
+def _subprocess_case(case: str, data_dir: Path, repeat: int, device: str) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--case", case, "--data", str(data_dir), "--repeat", str(repeat)],
+        [sys.executable, __file__, "--case", case, "--data", str(data_dir), "--repeat", str(repeat), "--device", device],
         check=True, capture_output=True, text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -169,14 +187,21 @@ def main() -> None:
     parser.add_argument("--categories", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs per timing")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (numpy), or a torch device for the product and scoring cases (cuda, torch-cpu)")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # subprocess side
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.case:
-        print(json.dumps(_run_case(args.case, Path(args.data), args.repeat)))
+        print(json.dumps(_run_case(args.case, Path(args.data), args.repeat, args.device)))
         return
 
+    if args.device != "cpu":
+        import torch
+
+        gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else "torch on the CPU"
+        print(f"Device for bare/exact/sampled/report: {args.device} ({gpu}, torch {torch.__version__})")
     print(f"Machine: {machine()}; d={args.dim}, t={args.slots} slots, {args.categories} non-zeros per row; "
           f"best of {args.repeat} (report: 1 run)\n", flush=True)
     header = ("| n | bare s | exact s | ratio | blockwise s (ratio) | per-row s (extrap.) | speedup "
@@ -189,7 +214,7 @@ def main() -> None:
             np.save(Path(tmp) / "x.npy", x)
             sp.save_npz(Path(tmp) / "tags.npz", tags)
             del x, tags
-            res = {c: _subprocess_case(c, Path(tmp), args.repeat) for c in args.cases}
+            res = {c: _subprocess_case(c, Path(tmp), args.repeat, args.device) for c in args.cases}
         cell = lambda c, key="seconds", fmt="{:.2f}": fmt.format(res[c][key]) if c in res else "-"  # noqa: E731
         ratio = lambda c: f"{res[c]['seconds'] / res['bare']['seconds']:.2f}" if c in res and "bare" in res else "-"  # noqa: E731
         speedup = (
@@ -201,10 +226,11 @@ def main() -> None:
             f"| {cell('exact', 'mem_mib', '{:.0f}')} | {cell('sampled', 'mem_mib', '{:.0f}')} | {cell('report', 'mem_mib', '{:.0f}')} |",
             flush=True,
         )
-        if "exact" in res and "blockwise" in res:
-            diff = np.max(np.abs(np.subtract(res["exact"]["value"], res["blockwise"]["value"])))
-            print(f"<!-- n={n}: exact (CorrEmbed, all-pairs) = {res['exact']['value']}, |exact - blockwise| = {diff:.1e} -->",
-                  flush=True)
+        for other in ("blockwise", "float64"):
+            if "exact" in res and other in res:
+                diff = np.max(np.abs(np.subtract(res["exact"]["value"], res[other]["value"])))
+                print(f"<!-- n={n}: exact (CorrEmbed, all-pairs) = {res['exact']['value']}, "
+                      f"|exact - {other}| = {diff:.1e} -->", flush=True)
 
 
 if __name__ == "__main__":
