@@ -20,8 +20,8 @@ Columns of the printed Markdown table (seconds unless said otherwise):
 - ``report``: the workflow default :func:`corrembed.score.score_report` (1000 anchors, Pearson
   and Spearman, bootstrap, controls, all-pairs Pearson and exact all-pairs Spearman); run once.
 - ``mem`` columns: peak resident memory above the inputs (MiB): every case runs in a fresh
-  subprocess that loads the inputs from .npy/.npz files, notes its peak RSS (``ru_maxrss``) once
-  they are loaded, runs, and reports the growth of the peak.
+  subprocess that loads the inputs from .npy/.npz files, notes its resident memory once they are
+  loaded (``VmRSS``), runs, and reports its peak (``ru_maxrss``) minus that.
 
 The machine may be shared: each timing is the best of ``--repeat`` runs (report: one run).
 
@@ -67,6 +67,14 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
+def _current_rss_bytes() -> int:
+    """Resident memory now (not the peak, which may include transient copies made while loading)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return _peak_rss_bytes()  # pragma: no cover - not Linux
+
+
 def _run_case(case: str, data_dir: Path, repeat: int, device: str = "cpu") -> dict:
     """Run one case in this process (the subprocess side); returns seconds, value, memory.
 
@@ -79,7 +87,7 @@ def _run_case(case: str, data_dir: Path, repeat: int, device: str = "cpu") -> di
     x = np.load(data_dir / "x.npy")
     tags = sp.load_npz(data_dir / "tags.npz").tocsr()
     n = x.shape[0]
-    base = _peak_rss_bytes()
+    base = _current_rss_bytes()  # the inputs are resident; memory above them is what a case adds
 
     sync = lambda: None  # noqa: E731 - CPU work is synchronous
     if device != "cpu":
