@@ -177,6 +177,27 @@ def test_map_rows_covers_the_range_in_order(monkeypatch):
         assert all(prev[1] == nxt[0] for prev, nxt in zip(ranges, ranges[1:]))
 
 
+def _child_scores(queue):
+    x, tags = make_data(n=3000, d=5, t=12, seed=2)
+    queue.put(score.corrembed(x, tags, anchors=50).mean)
+
+
+def test_threaded_passes_work_in_a_forked_child(monkeypatch):
+    import multiprocessing
+
+    monkeypatch.setattr(score, "_MIN_ROWS_PER_THREAD", 10)
+    x, tags = make_data(n=3000, d=5, t=12, seed=2)
+    expected = score.corrembed(x, tags, anchors=50).mean  # the parent's pool now exists
+    assert score._pass_pool is not None or score._pass_threads() == 1
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_scores, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0, "the forked child hung or failed in a threaded pass"
+    assert queue.get(timeout=5) == pytest.approx(expected, abs=1e-12)
+
+
 def test_huge_finite_embedding_values_are_normalized_not_rejected():
     x, tags = make_data(n=60, d=5, t=12, seed=2)
     huge = x.copy()

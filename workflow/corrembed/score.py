@@ -570,6 +570,16 @@ _MIN_ROWS_PER_THREAD = 1024
 _pass_pool: ThreadPoolExecutor | None = None
 
 
+def _forget_pass_pool() -> None:
+    # A forked child inherits the pool object but not its threads: start a fresh one there.
+    global _pass_pool
+    _pass_pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pass_pool)
+
+
 def _pass_threads() -> int:
     """Threads for elementwise passes: the CPUs this process may use, at most 8. The matrix
     products already use every core through the BLAS; numpy's elementwise loops and scipy's
