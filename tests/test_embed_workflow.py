@@ -11,7 +11,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from workflow_runner import check, snakemake, write_config
+from workflow_runner import check, demo_config, random_model, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -19,14 +19,11 @@ TARGET = "results/embeddings/mnv3/part-00000.parquet"
 
 
 def _config(**embed):
-    return {
-        "catalogue": {"manifest": "demo"},
-        "demo": {"n_items": 24, "n_users": 20, "seed": 2},
-        "torch_home": "torch_cache",
-        "embed": {"batch_size": 4, "num_workers": 0, "device": "cpu", "threads": 1, **embed},
-        "models": {"mnv3": {"arch": "mobilenet_v3_small", "weights": None,
-                            "transforms": {"resize_size": 72, "crop_size": 64}}},
-    }
+    return demo_config(
+        n_items=24, n_users=20, seed=2, weightings=None,
+        embed={"batch_size": 4, "num_workers": 0, "device": "cpu", "threads": 1, **embed},
+        models={"mnv3": random_model("mobilenet_v3_small", 72, 64)},
+    )
 
 
 def _meta(directory):

@@ -15,25 +15,16 @@ import polars as pl
 from polars.testing import assert_frame_equal
 import pytest
 
-from workflow_runner import REPO, SNAKEMAKE, check, snakemake, write_config
+from workflow_runner import REPO, SNAKEMAKE, check, demo_config, random_model, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
-SMALL = {
-    "catalogue": {"manifest": "demo"},
-    "demo": {"n_items": 40, "n_users": 30, "seed": 5},
-    "tags": {"interactions": "demo", "weightings": ["binary", "entropy"]},
-    "torch_home": "torch_cache",
-    "embed": {"batch_size": 4, "num_workers": 0, "device": "cpu", "threads": 1},
-    "models": {
-        "mnv3_random": {
-            "arch": "mobilenet_v3_small",
-            "weights": None,
-            "transforms": {"resize_size": 128, "crop_size": 112},
-        },
-    },
-    "scoring": {"anchors": "all", "bootstrap": 50},
-}
+SMALL = demo_config(
+    n_items=40, n_users=30, seed=5,
+    embed={"batch_size": 4, "num_workers": 0, "device": "cpu", "threads": 1},
+    models={"mnv3_random": random_model("mobilenet_v3_small", 128, 112)},
+    scoring={"anchors": "all", "bootstrap": 50},
+)
 # Measured, not computed: they differ between any two runs.
 TIMING_COLUMNS = ["images_per_second"]
 

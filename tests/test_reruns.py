@@ -18,24 +18,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflow_runner import REPO, SNAKEMAKE
+from workflow_runner import REPO, SNAKEMAKE, demo_config, random_model
 
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "catalogue": {"manifest": "demo"},
-    "demo": {"n_items": 40, "n_users": 30, "seed": 4},
-    "tags": {"interactions": "demo", "weightings": ["binary", "entropy"]},
-    "torch_home": "torch_cache",
-    "embed": {"batch_size": 16, "num_workers": 0, "device": "auto", "threads": 1},
-    "models": {
-        "r18": {"arch": "resnet18", "weights": None,
-                "transforms": {"resize_size": 64, "crop_size": 56}},
-        "mnv3": {"arch": "mobilenet_v3_small", "weights": None, "layer": "penultimate",
-                 "transforms": {"resize_size": 64, "crop_size": 56}},
+TINY = demo_config(
+    n_items=40, n_users=30, seed=4,
+    embed={"batch_size": 16, "num_workers": 0, "device": "auto", "threads": 1},
+    models={
+        "r18": random_model("resnet18", 64, 56),
+        "mnv3": random_model("mobilenet_v3_small", 64, 56, layer="penultimate"),
     },
-    "scoring": {"anchors": "all", "bootstrap": 50, "seed": 42},
-}
+    scoring={"anchors": "all", "bootstrap": 50, "seed": 42},
+)
 # Cheap per-model checks that may rerun with their model's embedding (local, seconds).
 MODEL_CHECKS = ("weights", "check_model")
 DOWNSTREAM = {"summary", "plots", "all"}

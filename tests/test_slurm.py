@@ -21,7 +21,7 @@ import polars as pl
 import pytest
 
 from corrembed.embedding_store import read_embeddings
-from workflow_runner import REPO, SNAKEMAKE, check, snakemake, write_config
+from workflow_runner import REPO, SNAKEMAKE, check, demo_config, random_model, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -29,20 +29,14 @@ CLUSTER_SCRIPT = REPO / "tests" / "slurm" / "cluster.sh"
 ACCOUNT = "corrembed_ci"  # registered by cluster.sh
 SNAKEMAKE_TIMEOUT = 300  # seconds; Snakemake may ignore SIGTERM while it waits on jobs
 
-TINY = {
-    "catalogue": {"manifest": "demo"},
-    "demo": {"n_items": 40, "n_users": 30, "seed": 5},
-    "tags": {"interactions": "demo", "weightings": ["binary", "entropy"]},
-    "torch_home": "torch_cache",
+TINY = demo_config(
+    n_items=40, n_users=30, seed=5,
     # gpu: 1 (the default) -> sbatch --gpus=1 on the fake GPU; device auto falls back to CPU.
-    "embed": {"batch_size": 16, "num_workers": 0, "device": "auto", "threads": 1,
-              "resources": {"mem_mb": 2000, "runtime": 10}},
-    "models": {
-        "r18": {"arch": "resnet18", "weights": None,
-                "transforms": {"resize_size": 64, "crop_size": 56}},
-    },
-    "scoring": {"anchors": "all", "bootstrap": 50},
-}
+    embed={"batch_size": 16, "num_workers": 0, "device": "auto", "threads": 1,
+           "resources": {"mem_mb": 2000, "runtime": 10}},
+    models={"r18": random_model("resnet18", 64, 56)},
+    scoring={"anchors": "all", "bootstrap": 50},
+)
 # Rules whose jobs must go to Slurm, and local rules (cheap, or needing the internet).
 CLUSTER_RULES = {"ingest", "embed", "score"}
 LOCAL_RULES = {"demo_catalogue", "weights", "tags", "summary", "plots", "all"}

@@ -13,26 +13,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from corrembed.summary import SUMMARY_COLUMNS
-from workflow_runner import check, snakemake, write_config
+from workflow_runner import check, demo_config, random_model, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "catalogue": {"manifest": "demo"},
-    "demo": {"n_items": 48, "n_users": 40, "seed": 3},
-    "tags": {"interactions": "demo", "weightings": ["binary", "entropy"]},
-    "torch_home": "torch_cache",
-    "embed": {"batch_size": 16, "num_workers": 0, "device": "auto", "threads": 2},
-    "models": {
+TINY = demo_config(
+    n_items=48, n_users=40, seed=3,
+    embed={"batch_size": 16, "num_workers": 0, "device": "auto", "threads": 2},
+    models={
         "resnet18_random": {"arch": "resnet18", "weights": None},
-        "mnv3_random": {
-            "arch": "mobilenet_v3_small",
-            "weights": None,
-            "transforms": {"resize_size": 128, "crop_size": 112},
-        },
+        "mnv3_random": random_model("mobilenet_v3_small", 128, 112),
     },
-    "scoring": {"anchors": "all", "bootstrap": 200},
-}
+    scoring={"anchors": "all", "bootstrap": 200},
+)
 
 
 @pytest.fixture(scope="module")

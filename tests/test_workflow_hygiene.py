@@ -15,24 +15,20 @@ import polars as pl
 import pytest
 import yaml
 
-from workflow_runner import REPO, SNAKEMAKE, check, snakemake, write_config
+from workflow_runner import REPO, SNAKEMAKE, check, demo_config, random_model, snakemake, write_config
 
 SNAKEFMT = Path(sys.executable).with_name("snakefmt")
 RULE_FILES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
 # Conda package name -> PyPI name, where they differ.
 CONDA_TO_PYPI = {"pytorch": "torch", "snakemake-minimal": "snakemake"}
 
-TINY = {
-    "catalogue": {"manifest": "demo"},
-    "demo": {"n_items": 40, "n_users": 30, "seed": 6},
-    "tags": {"interactions": "demo", "weightings": ["entropy"]},
-    "torch_home": "torch_cache",
+TINY = demo_config(
+    n_items=40, n_users=30, seed=6, weightings=("entropy",),
     # Batch size 1: 40 batches, so the extraction logs progress more than once.
-    "embed": {"batch_size": 1, "num_workers": 0, "device": "cpu", "threads": 1},
-    "models": {"r18": {"arch": "resnet18", "weights": None,
-                       "transforms": {"resize_size": 64, "crop_size": 56}}},
-    "scoring": {"anchors": "all", "bootstrap": 20},
-}
+    embed={"batch_size": 1, "num_workers": 0, "device": "cpu", "threads": 1},
+    models={"r18": random_model("resnet18", 64, 56)},
+    scoring={"anchors": "all", "bootstrap": 20},
+)
 
 
 def rule_blocks() -> dict[str, str]:
