@@ -273,6 +273,10 @@ class _NumpyBackend:
     def empty_like(self, a):
         return np.empty_like(a)
 
+    def map_rows(self, fn, start: int, stop: int) -> list:
+        """fn over row ranges covering [start, stop): numpy's single-threaded kernels, in threads."""
+        return _map_rows(fn, start, stop)
+
     def subtract(self, a, b, out) -> None:
         np.subtract(a, b, out=out)
 
@@ -324,12 +328,12 @@ class _NumpyBackend:
         return (tag_rows @ ops.tags[col_start:].T).toarray()
 
     def tags_t_times(self, ops: "_Operands", start: int, stop: int, dense):
-        """(t, d) float64: tag rows start..stop transposed times a (stop - start, d) array.
+        """(t, d) float64: tag rows start..stop transposed times a (stop - start, d) array in the
+        embeddings' dtype.
 
-        One sparse product in ``dense``'s dtype (a sum over at most stop - start items; float32
-        tag weights are exact, see :func:`_prepare`), as CSR, the faster kernel."""
-        tags = ops.tags_x if dense.dtype == ops.x.dtype else ops.tags
-        return np.asarray(tags[start:stop].T.tocsr() @ dense, dtype=np.float64)
+        One sparse product in that dtype (a sum over at most stop - start items; float32 tag
+        weights are exact, see :func:`_prepare`), as CSR, the faster kernel."""
+        return np.asarray(ops.tags_x[start:stop].T.tocsr() @ dense, dtype=np.float64)
 
     def permuted_cross_sq_norm(self, ops: "_Operands", x_centred, perm: np.ndarray) -> float:
         """||sum_j (x_j - m) tau_perm[j]^T||_F^2 (float32 product, float64 sum of squares)."""
@@ -412,6 +416,10 @@ class _TorchBackend:
 
     def empty_like(self, a):
         return self.torch.empty_like(a)
+
+    def map_rows(self, fn, start: int, stop: int) -> list:
+        # Device kernels are parallel already: one range.
+        return [fn(start, stop)]
 
     def subtract(self, a, b, out) -> None:
         self.torch.sub(a, b, out=out)
@@ -558,7 +566,7 @@ class _Operands:
     @cached_property
     def tags_x(self) -> sp.csr_matrix:
         """``tags`` in the embeddings' dtype, for sparse products with embedding-sized arrays."""
-        return self.tags.astype(self.x.dtype)
+        return self.tags.astype(self.x.dtype, copy=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -905,7 +913,7 @@ class _PearsonFactors:
     cross: (d, t) K = sum_j (x_j - m) tau_j^T.  scatter_t: (t, t) sum_j (tau_j - mu)(tau_j - mu)^T.
     scatter_x: (d, d) C = sum_j (x_j - m)(x_j - m)^T, only when asked for (factored strategy, all pairs).
     x_centred: (n, d) x_j - m in the embeddings' dtype, only when asked for (blockwise, Mantel).
-    x_sq: (n,) |x_j|^2 and x_dot_mean: (n,) x_j . m, float64 (the self pair, the all-pairs sums).
+    x_dot_mean: (n,) float64 x_j . m, host (the self pair, the all-pairs sums; |x_j|^2 is ops.x_sq).
     """
 
     x_mean: object
@@ -914,8 +922,7 @@ class _PearsonFactors:
     scatter_t: object
     scatter_x: object | None
     x_centred: object | None
-    x_sq: object
-    x_dot_mean: object
+    x_dot_mean: np.ndarray
 
 
 def _pearson_factors(ops: _Operands, scatter: bool, centred: bool, chunk: int = SCATTER_CHUNK) -> _PearsonFactors:
@@ -941,8 +948,8 @@ def _pearson_factors(ops: _Operands, scatter: bool, centred: bool, chunk: int = 
             be.subtract(ops.x_dev[a:b], mean_x_dtype, out=np_part)
             return be.matvec64(ops.x_dev[a:b], x_mean), be.tags_t_times(ops, a, b, np_part)
 
-        ranges = _map_rows(centre, start, stop) if be.name == "numpy" else [centre(start, stop)]
-        x_dot_mean.extend(r[0] for r in ranges)
+        ranges = be.map_rows(centre, start, stop)
+        x_dot_mean.extend(be.get(r[0]) for r in ranges)
         for r in ranges:
             raw_cross_t += r[1]
         if scatter:
@@ -960,7 +967,7 @@ def _pearson_factors(ops: _Operands, scatter: bool, centred: bool, chunk: int = 
     mean_host = be.get(tag_mean)
     scatter_t = (ops.tags.T @ ops.tags).toarray() - n * np.outer(mean_host, mean_host)
     return _PearsonFactors(
-        x_mean, tag_mean, cross_t.T, be.put(scatter_t), scatter_x, x_centred, be.put(ops.x_sq), be.concat(x_dot_mean)
+        x_mean, tag_mean, cross_t.T, be.put(scatter_t), scatter_x, x_centred, np.concatenate(x_dot_mean)
     )
 
 
@@ -1041,7 +1048,7 @@ def _anchor_pearson(
         sxy = be.tag_rowdot(ops, rows, ta, xa @ cross)
         if not include_self:
             # Remove the self pair (x_a.x_a, tau_a.tau_a) from the centred sums over all n items.
-            dx = be.get(fac.x_sq[be.index(rows)] - fac.x_dot_mean[be.index(rows)])
+            dx = ops.x_sq[rows] - fac.x_dot_mean[rows]
             dt = _sparse_rowdot(ta, ta) - ta @ tag_mean
             f = n / (n - 1)
             sxx = sxx - f * dx * dx
@@ -1352,10 +1359,10 @@ def _pair_sums(ops: _Operands, fac: _PearsonFactors) -> _PairSums:
     n = ops.n
     m, mu = be.get(fac.x_mean), be.get(fac.tag_mean)
     scatter_x, scatter_t = be.get(fac.scatter_x), be.get(fac.scatter_t)
-    x_sq = be.get(fac.x_sq)
+    x_sq = ops.x_sq
     t_sq = np.asarray(ops.tags.multiply(ops.tags).sum(axis=1)).ravel()
     mm, tt = float(m @ m), float(mu @ mu)
-    a = be.get(fac.x_dot_mean) - mm
+    a = fac.x_dot_mean - mm
     b = np.asarray(ops.tags @ mu).ravel() - tt
     pairs = n * (n - 1) / 2.0
     sum_x = (n * n * mm - x_sq.sum()) / 2.0
