@@ -55,6 +55,7 @@ from .embedding_store import EmbeddingShardWriter, embedding_schema, shard_name
 from .errors import ConfigError, CorrEmbedError
 from .image_batches import DECODERS, ImageFileDataset, Preprocess, batch_to_device, collate_images
 from .models import FeatureExtractor, ModelSpec, build_model, build_transform, parse_model_spec
+from .records import EmbeddingMeta
 from .shards import shard_bounds, shard_id
 from .storage import write_json
 
@@ -409,8 +410,9 @@ def merge_embedding_shards(images: pl.DataFrame, shard_paths: list[str | os.Path
                                                                "device", "slurm_job_id")}}
                           for m in metas],
     }
-    write_json(out / META_NAME, meta)
-    return meta
+    record = EmbeddingMeta.from_dict(meta)
+    record.write(out / META_NAME)
+    return record.to_dict()
 
 
 # --------------------------------------------------------------------------- all in one
