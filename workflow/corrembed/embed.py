@@ -55,6 +55,7 @@ from .embedding_store import EmbeddingShardWriter, embedding_schema, shard_name
 from .errors import ConfigError, CorrEmbedError
 from .image_batches import DECODERS, ImageFileDataset, Preprocess, batch_to_device, collate_images
 from .models import ModelSpec, build_extractor, build_model, parse_model_spec, preprocessing
+from .records import EmbeddingMeta
 from .shards import shard_bounds, shard_id
 from .storage import write_json
 
@@ -493,8 +494,9 @@ def merge_embedding_shards(
             for m in metas
         ],
     }
-    write_json(out / META_NAME, meta)
-    return meta
+    record = EmbeddingMeta.from_dict(meta)
+    record.write(out / META_NAME)
+    return record.to_dict()
 
 
 # --------------------------------------------------------------------------- all in one
