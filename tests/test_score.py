@@ -620,7 +620,7 @@ def test_memory_budget_bounds_every_similarity_block(monkeypatch):
     budget_mb = 0.05
     blocks = prepare._blocks(None, 400, budget_mb)
     assert max(blocks.pearson, blocks.ranks, blocks.pairs) < 400
-    assert blocks.ranks * 400 * 112 <= budget_mb * 2**20
+    assert blocks.ranks * 400 * prepare._BYTES_PER_ENTRY["ranks"] <= budget_mb * 2**20
     seen = []
     original = prepare._Operands.similarity_block
 
@@ -866,3 +866,36 @@ def test_docstring_examples_run():
         result = doctest.testmod(module, extraglobs={"np": np}, optionflags=doctest.NORMALIZE_WHITESPACE)
         failed += result.failed
     assert failed == 0
+
+
+def test_controls_equal_corrembed_of_their_shuffled_and_random_inputs():
+    # The report's controls reuse the factor matrices (shuffles) or stream their random rows in
+    # chunks; an independent CorrEmbed of the materialized control inputs must agree.
+    x, tags = make_data(n=5000, d=8, t=30, seed=21, structured=1.0)
+    for dtype in (np.float64, np.float32):
+        data = x.astype(dtype)
+        rep = score.score_report(data, tags, anchors=200, seed=9, bootstrap=10)
+        seq_random, seq_emb, seq_tags, _ = np.random.SeedSequence(9).spawn(4)
+
+        def ce(emb, tag_vectors, anchors=rep.anchors):
+            return score.corrembed(emb, tag_vectors, anchors=anchors).mean
+
+        tol = 1e-9 if dtype == np.float64 else 2e-6
+        random_x = np.random.default_rng(seq_random).standard_normal(x.shape, dtype=dtype)
+        assert rep.control_random == pytest.approx(ce(random_x, tags), abs=tol)
+        perm = np.random.default_rng(seq_emb).permutation(len(x))
+        assert rep.control_shuffled_embeddings == pytest.approx(ce(data[perm], tags), abs=tol)
+        perm = np.random.default_rng(seq_tags).permutation(len(x))
+        assert rep.control_shuffled_tags == pytest.approx(ce(data, tags[perm]), abs=tol)
+
+
+def test_normalize_in_place_gives_the_same_report_and_overwrites_only_when_asked():
+    x, tags = make_data(n=300, d=7, t=20, seed=22)
+    x32 = x.astype(np.float32)
+    kept = x32.copy()
+    rep = score.score_report(x32, tags, anchors=50, bootstrap=20)
+    np.testing.assert_array_equal(x32, kept)  # not asked: the caller's array is untouched
+    again = score.score_report(x32, tags, anchors=50, bootstrap=20, normalize_in_place=True)
+    assert json.dumps(again.as_dict()) == json.dumps(rep.as_dict())
+    norms = np.linalg.norm(x32.astype(np.float64), axis=1)
+    np.testing.assert_allclose(norms[norms > 0], 1.0, atol=1e-6)  # asked: rows now unit

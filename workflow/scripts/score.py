@@ -34,7 +34,9 @@ with job_logging(snakemake.log[0], f"score[{model},{weighting}]") as log:
             usable.excluded.head(10),
         )
     item_ids = vectors.item_ids[usable.keep]
-    report = score_report(usable.vectors, vectors.matrix[usable.keep], ScoreOptions.from_config(settings))
+    # The stage owns its embeddings array: normalize it in place (no second n x d copy).
+    options = ScoreOptions.from_config(settings).with_overrides(normalize_in_place=True)
+    report = score_report(usable.vectors, vectors.matrix[usable.keep], options)
     log.info("%s / %s: CorrEmbed %.4f", model, weighting, report.corrembed)
     write_score(
         report,

@@ -7,6 +7,7 @@ come back to the host as small numpy arrays.
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -392,6 +393,8 @@ def resolve_score_device(device: str | None) -> str | None:
     """
     if device != "auto":
         return device
+    if not any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/nvidiactl", "/proc/driver/nvidia")):
+        return "cpu"  # no NVIDIA driver: answer without importing torch (seconds on a busy node)
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

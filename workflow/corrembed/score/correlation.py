@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from .prepare import _Operands
-from .ranks import _row_ranks
+from .ranks import _row_ranks, _spearman_row_sums
+from .threads import _map_rows
 
 
 def _undefined_threshold(count: int, dtype) -> float:
@@ -94,6 +95,8 @@ def _anchor_rows(ops: _Operands, anchors: np.ndarray, include_self: bool, method
     (k,) float64, NaN where undefined.
     """
     be = ops.backend
+    if method == "spearman" and be.name == "numpy" and ops.n <= _MAX_SORT_KEY_ITEMS:
+        return _anchor_spearman_rows(ops, anchors, include_self, block)
     out = np.empty(anchors.size)
     for start in range(0, anchors.size, block):
         rows = anchors[start : start + block]
@@ -108,6 +111,39 @@ def _anchor_rows(ops: _Operands, anchors: np.ndarray, include_self: bool, method
             del tag
             out[start : start + rows.size] = _row_pearson(be, emb_ranks, tag_ranks, self_col, np.float64, np.float64)
     return out
+
+
+#: Items up to which a column index fits beside the 41 value bits of a uint64 sort key.
+_MAX_SORT_KEY_ITEMS = 2**23
+
+#: Similarity entries a thread should get per hand-off (fewer rows per thread below this).
+_ENTRIES_PER_THREAD = 2**17
+
+
+def _anchor_spearman_rows(ops: _Operands, anchors: np.ndarray, include_self: bool, block: int) -> np.ndarray:
+    """Per-anchor Spearman on the CPU: (b, n) similarity blocks, then each row ranked on its own
+    (:func:`~corrembed.score.ranks._spearman_row_sums`, one plain sort per row and side) in the
+    pass threads, so the working memory is the block plus a few (n,) arrays per thread.
+
+    Returns (n_anchors,) float64, NaN where undefined.
+    """
+    n = ops.n
+    sums = np.empty((anchors.size, 3))
+    min_rows = max(1, _ENTRIES_PER_THREAD // n)
+    for start in range(0, anchors.size, block):
+        rows = anchors[start : start + block]
+        emb, tag = ops.similarity_block(rows)
+
+        def rank_rows(a: int, b: int, emb=emb, tag=tag, rows=rows, start=start) -> None:
+            """Rank rows [a, b) of this block into ``sums`` (bound defaults: called in this iteration)."""
+            for i in range(a, b):
+                self_col = None if include_self else int(rows[i])
+                sums[start + i] = _spearman_row_sums(emb[i], tag[i], self_col)
+
+        _map_rows(rank_rows, 0, rows.size, min_rows=min_rows)
+        del emb, tag
+    count = n if include_self else n - 1
+    return _pearson_from_sums(sums[:, 0], sums[:, 1], sums[:, 2], count, np.float64, np.float64)
 
 
 class _PairMoments:

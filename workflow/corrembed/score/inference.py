@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ScoringError
+from .backends import _NumpyBackend, _sparse_rowdot
 from .options import Strategy
-from .pearson import _pair_sums, _PearsonFactors
+from .pearson import (
+    MAX_DENSE_SLOTS,
+    SCATTER_CHUNK,
+    _anchor_r,
+    _half_upper,
+    _pair_sums,
+    _pearson_factors,
+    _PearsonFactors,
+    _quadratic_forms,
+)
 from .peranchor import _corrembed
-from .prepare import _Blocks, _Operands, _prepare
+from .prepare import _Blocks, _Operands, _prepare, _row_norms, _unit_rows
 from .results import MantelResult
 
 
@@ -104,3 +116,126 @@ def _control(
         return _corrembed(ops, anchors, include_self, blocks, "pearson", strategy).mean
     except ScoringError:
         return float("nan")
+
+
+def _controls(
+    ops: _Operands,
+    factors: _PearsonFactors | None,
+    anchors: np.ndarray,
+    include_self: bool,
+    blocks: _Blocks,
+    strategy: Strategy,
+    seeds,
+) -> tuple[float, float, float]:
+    """The three controls of :func:`score_report`: CorrEmbed of random Gaussian embeddings, of
+    the embeddings shuffled across items and of the tags shuffled across items, over ``anchors``.
+
+    When ``factors`` hold the embedding scatter C (the factored route), the controls reuse it: a
+    permutation of the items changes neither C nor the tag scatter, only the cross matrix K (one
+    sparse product, :func:`_paired_control`), and the random embeddings are streamed in chunks
+    into their own small factor matrices (:func:`_random_control`), never held whole. Otherwise
+    each control is a CorrEmbed of its own inputs (:func:`_control`).
+
+    Parameters
+    ----------
+    seeds : three numpy SeedSequences (random, shuffled embeddings, shuffled tags).
+
+    Returns
+    -------
+    (random, shuffled embeddings, shuffled tags) floats, NaN where no anchor is defined.
+    """
+    seq_random, seq_emb, seq_tags = seeds
+    be, n = ops.backend, ops.n
+    reuse = factors is not None and factors.scatter_x is not None and ops.tags.shape[1] <= MAX_DENSE_SLOTS
+    if reuse and be.name == "numpy":
+        random = _random_control(ops, factors, anchors, include_self, seq_random)
+    else:
+        random_x = np.random.default_rng(seq_random).standard_normal(ops.x.shape, dtype=ops.x.dtype)
+        random = _control(be, random_x, ops.tags, anchors, include_self, blocks, strategy)
+        del random_x
+    perm_emb = np.random.default_rng(seq_emb).permutation(n)
+    perm_tags = np.random.default_rng(seq_tags).permutation(n)
+    if not reuse:
+        shuffled_emb = _control(be, ops.x[perm_emb], ops.tags, anchors, include_self, blocks, strategy)
+        shuffled_tags = _control(be, ops.x, ops.tags[perm_tags], anchors, include_self, blocks, strategy)
+        return random, shuffled_emb, shuffled_tags
+    # Item j with embedding x_e(j) and tags tau_j is, relabelled i = e(j), item i with x_i and
+    # tau_e^-1(i); anchor a becomes anchor e(a). CorrEmbed does not depend on item labels.
+    inverse = np.empty_like(perm_emb)
+    inverse[perm_emb] = np.arange(n)
+    shuffled_emb = _paired_control(ops, factors, inverse, perm_emb[anchors], include_self, blocks)
+    shuffled_tags = _paired_control(ops, factors, perm_tags, anchors, include_self, blocks)
+    return random, shuffled_emb, shuffled_tags
+
+
+def _with_tags_of(ops: _Operands, sigma: np.ndarray) -> _Operands:
+    """Operands in which item i keeps its embedding and takes item sigma[i]'s tag vector."""
+    be = ops.backend
+    tags_dev = None if ops.tags_dev is None else ops.tags_dev[be.index(sigma)]
+    return _Operands(x=ops.x, tags=ops.tags[sigma], x_sq=ops.x_sq, backend=be, x_dev=ops.x_dev, tags_dev=tags_dev)
+
+
+def _paired_control(
+    ops: _Operands, factors: _PearsonFactors, sigma: np.ndarray, anchors: np.ndarray, include_self: bool, blocks
+) -> float:
+    """CorrEmbed (factored) when item i's embedding x_i is paired with tag vector tau_sigma[i].
+
+    The embedding scatter C is that of ``factors`` (the same embeddings); the pass over the rows
+    computes only the new cross matrix K = sum_i (x_i - m) tau_sigma[i]^T. NaN when no anchor
+    is defined.
+    """
+    paired = _with_tags_of(ops, sigma)
+    fac = _pearson_factors(paired, scatter=False, centred=False)
+    fac = dataclasses.replace(fac, scatter_x=factors.scatter_x)
+    try:
+        return _corrembed(paired, anchors, include_self, blocks, "pearson", "factored", fac, True).mean
+    except ScoringError:
+        return float("nan")
+
+
+def _random_control(
+    ops: _Operands, factors: _PearsonFactors, anchors: np.ndarray, include_self: bool, seed, chunk: int = SCATTER_CHUNK
+) -> float:
+    """CorrEmbed (factored, numpy) of random Gaussian embeddings of x's shape and dtype with the
+    real tags, the random rows drawn ``chunk`` at a time and never held whole.
+
+    One pass: per chunk, the unit random rows y_j add to the uncentred sums sum y_j y_j^T,
+    sum tau_j y_j^T and sum y_j (float32 products, float64 sums); the anchors' rows are kept.
+    Centring afterwards (C = sum y y^T - n m m^T) loses nothing here: random unit rows have a
+    mean of norm ~ n^-1/2, so the correction is ~1/n of C. The tag scatter and mean are those of
+    ``factors`` (same tags). Returns NaN when no anchor is defined.
+    """
+    n, d = ops.x.shape
+    dtype = ops.x.dtype
+    be = _NumpyBackend()
+    rng = np.random.default_rng(seed)
+    wanted, where = np.unique(anchors, return_inverse=True)
+    y_anchor = np.empty((wanted.size, d), dtype=dtype)
+    y_anchor_sq = np.empty(wanted.size)
+    gram = np.zeros((d, d))
+    raw_cross_t = np.zeros((ops.tags.shape[1], d))
+    col_sums = np.zeros(d)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        raw = rng.standard_normal((stop - start, d), dtype=dtype)
+        y, y_sq = _unit_rows(raw, _row_norms(raw))
+        del raw
+        gram += y.T @ y
+        raw_cross_t += be.tags_t_times(ops, start, stop, y)
+        col_sums += np.add.reduce(y, axis=0, dtype=np.float64)
+        lo, hi = np.searchsorted(wanted, [start, stop])
+        y_anchor[lo:hi] = y[wanted[lo:hi] - start]
+        y_anchor_sq[lo:hi] = y_sq[wanted[lo:hi] - start]
+    m = col_sums / n
+    tag_mean = np.asarray(be.get(factors.tag_mean))
+    upper = _half_upper(gram - n * np.outer(m, m), be, y_anchor)
+    cross = (raw_cross_t - n * np.outer(tag_mean, m)).T.astype(dtype)
+    xa = y_anchor[where]
+    ta = ops.tags[anchors]
+    sxx = _quadratic_forms(be, xa, upper)
+    sxy = _sparse_rowdot(ta, xa @ cross)
+    dx = y_anchor_sq[where] - be.matvec64(xa, m)
+    r = _anchor_r(sxx, sxy, ta, dx, np.asarray(be.get(factors.scatter_t)), tag_mean, n, include_self, dtype)
+    r[ops.zero_tag_rows[anchors]] = np.nan
+    defined = np.isfinite(r)
+    return float(r[defined].mean()) if defined.any() else float("nan")

@@ -193,7 +193,6 @@ def _anchor_pearson(
     be = ops.backend
     n = ops.n
     fac = factors if factors is not None else _pearson_factors(ops, scatter=factored, centred=not factored)
-    count = n if include_self else n - 1
     # Products with the moments run in the embeddings' dtype, as the similarity products do.
     cross = be.like(fac.cross, ops.x_dev)
     upper = _half_upper(fac.scatter_x, be, ops.x_dev) if factored else None
@@ -215,18 +214,42 @@ def _anchor_pearson(
             sxx = be.get(be.row_sum_squares(xa @ fac.x_centred.T))
         # Tag side from the sparse anchor rows (host, float64): tau_a^T Sigma_t tau_a.
         ta = ops.tags[rows]
-        syy = _sparse_rowdot(ta, ta @ scatter_t)
         sxy = be.tag_rowdot(ops, rows, ta, xa @ cross)
-        if not include_self:
-            # Remove the self pair (x_a.x_a, tau_a.tau_a) from the centred sums over all n items.
-            dx = ops.x_sq[rows] - fac.x_dot_mean[rows]
-            dt = _sparse_rowdot(ta, ta) - ta @ tag_mean
-            f = n / (n - 1)
-            sxx = sxx - f * dx * dx
-            syy = syy - f * dt * dt
-            sxy = sxy - f * dx * dt
-        out[start : start + rows.size] = _pearson_from_sums(sxx, syy, sxy, count, ops.x.dtype, np.float64)
+        dx = ops.x_sq[rows] - fac.x_dot_mean[rows]
+        out[start : start + rows.size] = _anchor_r(sxx, sxy, ta, dx, scatter_t, tag_mean, n, include_self, ops.x.dtype)
     return out
+
+
+def _anchor_r(sxx, sxy, ta, dx, scatter_t, tag_mean, n: int, include_self: bool, x_dtype) -> np.ndarray:
+    """Per-anchor Pearson r from the centred embedding sums over all n items.
+
+    Parameters
+    ----------
+    sxx, sxy : (b,) float64
+        sum_j (S_aj - mean)^2 and sum_j (S_aj - mean)(T_aj - mean) over all n items.
+    ta : (b, t) CSR float64
+        The anchors' unit tag vectors.
+    dx : (b,) float64
+        x_a.x_a - x_a.m, the anchor's own (self-pair) centred embedding similarity.
+    scatter_t : (t, t) float64; tag_mean : (t,) float64
+        The tag scatter and mean (host).
+    n : int; include_self : bool; x_dtype : the embeddings' dtype.
+
+    Returns
+    -------
+    (b,) float64, NaN where undefined. The tag side is tau_a^T Sigma_t tau_a; without
+    ``include_self`` the self pair is removed from all three sums (one-point downdate).
+    """
+    syy = _sparse_rowdot(ta, ta @ scatter_t)
+    if not include_self:
+        # Remove the self pair (x_a.x_a, tau_a.tau_a) from the centred sums over all n items.
+        dt = _sparse_rowdot(ta, ta) - ta @ tag_mean
+        f = n / (n - 1)
+        sxx = sxx - f * dx * dx
+        syy = syy - f * dt * dt
+        sxy = sxy - f * dx * dt
+    count = n if include_self else n - 1
+    return _pearson_from_sums(sxx, syy, sxy, count, x_dtype, np.float64)
 
 
 def _check_strategy(strategy: Strategy) -> None:

@@ -116,7 +116,7 @@ def _row_norms(x: np.ndarray) -> np.ndarray:
     return norms
 
 
-def _unit_rows(x: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _unit_rows(x: np.ndarray, norms: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Unit-norm rows and their squared norms, without a second pass over x.
 
     Parameters
@@ -124,6 +124,8 @@ def _unit_rows(x: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray
     x : (n, d) float32/float64
     norms : (n,) float64
         :func:`_row_norms` of x.
+    out : (n, d) array in x's dtype, optional
+        Where to write the unit rows (may be ``x`` itself); a new array when None.
 
     Returns
     -------
@@ -134,7 +136,7 @@ def _unit_rows(x: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray
     """
     scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(x.dtype)
     sq = np.square(norms * scale.astype(np.float64))
-    out = np.empty(x.shape, dtype=x.dtype)
+    out = np.empty(x.shape, dtype=x.dtype) if out is None else out
     _map_rows(lambda a, b: np.multiply(x[a:b], scale[a:b, None], out=out[a:b]), 0, x.shape[0])
     return out, sq
 
@@ -144,7 +146,7 @@ def _normalize_dense_rows(x: np.ndarray) -> np.ndarray:
     return _unit_rows(x, _row_norms(x))[0]
 
 
-def _prepare(embeddings, tag_vectors, backend=None) -> _Operands:
+def _prepare(embeddings, tag_vectors, backend=None, in_place: bool = False) -> _Operands:
     """Check the inputs and normalize their rows.
 
     Parameters
@@ -155,6 +157,9 @@ def _prepare(embeddings, tag_vectors, backend=None) -> _Operands:
         Rows aligned with ``embeddings``.
     backend : _NumpyBackend or _TorchBackend, optional
         Where the computations will run (numpy when None).
+    in_place : bool
+        Normalize the rows inside ``embeddings`` when it is a writeable C-contiguous float32 or
+        float64 array (no n x d copy); otherwise a copy is normalized.
 
     Returns
     -------
@@ -168,7 +173,8 @@ def _prepare(embeddings, tag_vectors, backend=None) -> _Operands:
     backend = backend if backend is not None else _NumpyBackend()
     x, x_norms = _checked_embeddings(embeddings)
     tags = _checked_tags(tag_vectors, x.shape[0])
-    x, x_sq = _unit_rows(x, x_norms)
+    writable = in_place and x is embeddings and x.flags.c_contiguous and x.flags.writeable
+    x, x_sq = _unit_rows(x, x_norms, out=x if writable else None)
     tags = _unit_tags(tags, x.dtype)
     if isinstance(backend, _NumpyBackend):
         return _Operands(x=x, tags=tags, x_sq=x_sq, backend=backend, x_dev=x)
@@ -288,8 +294,9 @@ class _Blocks:
     pearson : int
         Embedding deviation block (one (b, n) array in x's dtype, squared in place).
     ranks : int
-        Similarity blocks, rounded integers, sort permutation, run bookkeeping and ranks
-        (~12 arrays of 8 bytes per entry).
+        Similarity blocks for the Spearman statistics: the two blocks (12-16 bytes per entry)
+        with room to spare; rows are then ranked one at a time per thread (a few (n,) arrays).
+        The torch path ranks a whole block at once (~112 bytes per entry, on the device).
     pairs : int
         All-pairs blocks (similarities, upper-triangle mask, quantized keys).
     """
@@ -299,7 +306,7 @@ class _Blocks:
     pairs: int
 
 
-_BYTES_PER_ENTRY = {"pearson": 16, "ranks": 112, "pairs": 64}
+_BYTES_PER_ENTRY = {"pearson": 16, "ranks": 24, "pairs": 64}
 
 
 def _blocks(block_size: int | None, n: int, memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB) -> _Blocks:
@@ -357,7 +364,7 @@ def _prepared(embeddings, tag_vectors, options: ScoreOptions) -> Iterator[_Job]:
     its precision settings held for the block, inputs checked and normalized, block sizes."""
     backend = _backend(options.device, options.allow_tf32)
     with backend.precision():
-        ops = _prepare(embeddings, tag_vectors, backend)
+        ops = _prepare(embeddings, tag_vectors, backend, in_place=options.normalize_in_place)
         yield _Job(options, backend, ops, _blocks(options.block_size, ops.n, options.memory_budget_mb))
 
 

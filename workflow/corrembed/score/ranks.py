@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backends import TIE_DECIMALS, _NumpyBackend
+from .backends import _TIE_SCALE, TIE_DECIMALS, _NumpyBackend
 
 __all__ = ["TIE_DECIMALS", "row_ranks"]
 
@@ -41,3 +41,106 @@ def _row_ranks(be, sim, self_col: np.ndarray | None):
     if self_col is not None:
         be.set_entries(q, be.arange(q.shape[0]), be.index(self_col), np.iinfo(np.int64).max)
     return be.average_ranks(q)
+
+
+#: Quantized similarities (offset to be non-negative) take at most this many bits: 2e12 < 2**41.
+_VALUE_BITS = 41
+_SENTINEL = np.iinfo(np.uint64).max
+
+
+def _quantized_keys(values: np.ndarray) -> np.ndarray:
+    """(m,) uint64: similarities rounded to TIE_DECIMALS decimals, clipped to [-1, 1] and offset
+    to [0, 2e12] (< 2**41), so that ``np.sort`` on them orders by value."""
+    q = np.rint(values.astype(np.float64) * _TIE_SCALE)
+    np.clip(q, -_TIE_SCALE, _TIE_SCALE, out=q)
+    q += _TIE_SCALE
+    return q.astype(np.uint64)
+
+
+def _centred_ranks_sorted(values: np.ndarray, self_col: int | None, index_bits: int):
+    """Items in value order and their centred average ranks, from one ``np.sort`` (no argsort).
+
+    Each value becomes one uint64 key, its quantized value in the high bits and its column in the
+    low ``index_bits``: sorting the keys (a plain sort, ~3x faster than an argsort) orders the
+    values and carries their columns along. The self column, when given, gets the largest key
+    and is dropped from the end.
+
+    Returns
+    -------
+    cols : (m,) intp
+        Columns in value order (m = len(values), less one with ``self_col``).
+    ranks : (m,) float64
+        Their average ranks (ties averaged) minus the mean rank (m + 1) / 2.
+    """
+    m_all = values.shape[0]
+    keys = _quantized_keys(values)
+    keys <<= np.uint64(index_bits)
+    keys |= np.arange(m_all, dtype=np.uint64)
+    if self_col is not None:
+        keys[self_col] = _SENTINEL
+    keys.sort()
+    m = m_all if self_col is None else m_all - 1
+    keys = keys[:m]
+    cols = (keys & np.uint64((1 << index_bits) - 1)).astype(np.intp)
+    keys >>= np.uint64(index_bits)
+    return cols, _run_ranks(keys)
+
+
+def _run_ranks(ordered: np.ndarray) -> np.ndarray:
+    """Centred average ranks (float64) of an ordered (m,) array: tie runs share their mean rank."""
+    m = ordered.shape[0]
+    starts = np.empty(m, dtype=bool)
+    starts[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    first = np.flatnonzero(starts)
+    last = np.empty_like(first)
+    last[:-1] = first[1:] - 1
+    last[-1] = m - 1
+    average = (first + last) * 0.5 + (1.0 - (m + 1) / 2.0)
+    return average[np.cumsum(starts) - 1]
+
+
+def _centred_level_ranks(values: np.ndarray, self_col: int | None) -> np.ndarray:
+    """(m_all,) centred average ranks of ``values`` in their own order (the self column's entry
+    is meaningless), from the distinct levels: tag similarities take few distinct values, so the
+    levels come from one sort and each value finds its level by a binary search among them."""
+    q = _quantized_keys(values)
+    if self_col is not None:
+        q[self_col] = _SENTINEL
+    m = q.size if self_col is None else q.size - 1
+    levels, counts = np.unique(q, return_counts=True)
+    if self_col is not None:
+        levels, counts = levels[:-1], counts[:-1]  # the sentinel: unique and largest
+    ends = np.cumsum(counts)
+    average = ends - (counts - 1) / 2.0 - (m + 1) / 2.0
+    return average[np.minimum(np.searchsorted(levels, q), levels.size - 1)]
+
+
+def _spearman_row_sums(emb: np.ndarray, tag: np.ndarray, self_col: int | None) -> tuple[float, float, float]:
+    """Centred sums (sxx, syy, sxy) of the ranks of one anchor's similarity rows.
+
+    Parameters
+    ----------
+    emb : (m_all,) float32/float64
+        Embedding similarities of the anchor to every item.
+    tag : (m_all,) float64
+        Tag similarities, same items.
+    self_col : int or None
+        The anchor's own column, left out (None: keep every item).
+
+    Returns
+    -------
+    sxx, syy, sxy : floats, the Spearman correlation being sxy / sqrt(sxx syy). Ranks are of the
+    values rounded to TIE_DECIMALS decimals, ties averaged (as ``scipy.stats.spearmanr`` on the
+    rounded values). Needs m_all <= 2**23 (the column must fit beside the 41 value bits).
+    """
+    index_bits = max(1, int(emb.shape[0] - 1).bit_length())
+    cols, emb_ranks = _centred_ranks_sorted(emb, self_col, index_bits)
+    tag_ranks = _centred_level_ranks(tag, self_col)[cols]
+    # einsum, not the BLAS dot: this runs in the pass threads, and a threaded BLAS call per row
+    # costs far more than the sum (15 ms instead of 0.02 ms at m = 20,000 on a busy machine).
+    return (
+        float(np.einsum("i,i->", emb_ranks, emb_ranks)),
+        float(np.einsum("i,i->", tag_ranks, tag_ranks)),
+        float(np.einsum("i,i->", emb_ranks, tag_ranks)),
+    )

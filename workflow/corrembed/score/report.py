@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ScoringError
-from .inference import _control, _mantel, bootstrap_interval
+from .inference import _controls, _mantel, bootstrap_interval
 from .options import ScoreOptions, resolve_options
 from .pearson import MAX_DENSE_SLOTS, _allpairs_pearson, _pearson_factors, _pearson_plan
 from .peranchor import _corrembed
@@ -77,21 +77,16 @@ def _score_report(job: _Job) -> ScoreReport:
             factors = _pearson_factors(ops, scatter=True, centred=True)
         mantel_seed = int(seq_mantel.generate_state(1)[0])
         mantel_p = _mantel(ops, factors, int(permutations), mantel_seed).p_value
-    del factors  # O(n d) centred copy: free it before the rank statistics
+    control_random = control_shuffled_emb = control_shuffled_tags = float("nan")
+    if opts.controls:
+        control_random, control_shuffled_emb, control_shuffled_tags = _controls(
+            ops, factors, anchor_idx, include_self, blocks, opts.strategy, (seq_random, seq_emb, seq_tags)
+        )
+    del factors  # O(n d) centred copy when the blockwise route or Mantel made one: free it first
 
     spearman = _corrembed(ops, anchor_idx, include_self, blocks, "spearman", "blockwise")
     ci_low, ci_high = bootstrap_interval(pearson.per_anchor, opts.bootstrap, opts.confidence, seed)
     all_spearman = _allpairs_spearman(ops, blocks.pairs, opts.max_exact_pairs, opts.sample_pairs, seed)
-
-    control_random = control_shuffled_emb = control_shuffled_tags = float("nan")
-    if opts.controls:
-        random_x = np.random.default_rng(seq_random).standard_normal(ops.x.shape, dtype=ops.x.dtype)
-        control_random = _control(be, random_x, ops.tags, anchor_idx, include_self, blocks, opts.strategy)
-        del random_x
-        perm = np.random.default_rng(seq_emb).permutation(n)
-        control_shuffled_emb = _control(be, ops.x[perm], ops.tags, anchor_idx, include_self, blocks, opts.strategy)
-        perm = np.random.default_rng(seq_tags).permutation(n)
-        control_shuffled_tags = _control(be, ops.x, ops.tags[perm], anchor_idx, include_self, blocks, opts.strategy)
 
     return ScoreReport(
         corrembed=pearson.mean,

@@ -38,7 +38,7 @@ def _pass_threads() -> int:
     return max(1, min(8, cpus))
 
 
-def _map_rows(fn, start: int, stop: int) -> list:
+def _map_rows(fn, start: int, stop: int, min_rows: int | None = None) -> list:
     """[fn(a, b) for consecutive row ranges [a, b) covering [start, stop)], run in threads.
 
     Parameters
@@ -47,6 +47,8 @@ def _map_rows(fn, start: int, stop: int) -> list:
         Work on rows [a, b); must be thread-safe (write disjoint slices only).
     start, stop : int
         The row range to cover.
+    min_rows : int, optional
+        Fewest rows per range (default :data:`_MIN_ROWS_PER_THREAD`) (below, thread hand-off costs more than it saves).
 
     Returns
     -------
@@ -59,7 +61,9 @@ def _map_rows(fn, start: int, stop: int) -> list:
     [(0, 10)]
     """
     global _pass_pool
-    parts = max(1, min(_pass_threads(), (stop - start) // _MIN_ROWS_PER_THREAD))
+    parts = max(
+        1, min(_pass_threads(), (stop - start) // max(1, _MIN_ROWS_PER_THREAD if min_rows is None else min_rows))
+    )
     edges = np.linspace(start, stop, parts + 1).astype(int)
     ranges = list(zip(edges[:-1].tolist(), edges[1:].tolist()))
     if parts == 1:
