@@ -23,6 +23,7 @@ with job_logging(snakemake.log[0], f"score[{model},{weighting}]") as log:
     vectors = load_tag_vectors(snakemake.input.vectors)
     embeddings = read_embeddings([Path(snakemake.input.shard)])
     usable = usable_item_embeddings(embeddings, vectors.item_ids, settings["item_embedding"])
+    del embeddings  # the memory-mapped shard: only the item embeddings (one copy) are scored
     write_table(snakemake.output.excluded, usable.excluded)
     if usable.excluded.height:
         log.warning(
