@@ -899,3 +899,25 @@ def test_normalize_in_place_gives_the_same_report_and_overwrites_only_when_asked
     assert json.dumps(again.as_dict()) == json.dumps(rep.as_dict())
     norms = np.linalg.norm(x32.astype(np.float64), axis=1)
     np.testing.assert_allclose(norms[norms > 0], 1.0, atol=1e-6)  # asked: rows now unit
+
+
+def test_sparse_tag_blocks_for_large_catalogues_equal_the_dense_route():
+    # Above ~1 GiB of dense tags (n * t * 8 bytes) tag blocks come from sparse x dense products
+    # over item ranges; they must equal the dense route's blocks.
+    x, tags = make_data(n=3000, d=8, t=40, seed=23)
+    dense_route = prepare._prepare(x, tags)
+    sparse_route = prepare._prepare(x, tags)
+    sparse_route.__dict__["tags_dense_t"] = None  # what a large catalogue gets
+    rows = np.array([5, 7, 2999, 100])
+    for col_start in (0, 3):
+        _, expected = dense_route.similarity_block(rows, col_start)
+        _, got = sparse_route.similarity_block(rows, col_start)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-15)
+    got = score.corrembed(x, tags, anchors=50, method="spearman").per_anchor
+    monkey = prepare._Operands.tags_dense_t
+    try:
+        prepare._Operands.tags_dense_t = property(lambda self: None)
+        sparse = score.corrembed(x, tags, anchors=50, method="spearman").per_anchor
+    finally:
+        prepare._Operands.tags_dense_t = monkey
+    np.testing.assert_allclose(sparse, got, rtol=0, atol=1e-12)
