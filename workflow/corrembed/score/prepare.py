@@ -21,6 +21,10 @@ from .backends import _backend, _NumpyBackend
 from .options import DEFAULT_MEMORY_BUDGET_MB, AnchorsArg, ScoreOptions
 from .threads import _map_rows
 
+#: Largest dense (t, n) float64 tag copy kept for tag-similarity blocks (above it, threaded
+#: sparse x dense products per block: about as fast, no n x t copy).
+_MAX_DENSE_TAGS_BYTES = 2**27
+
 
 @dataclass
 class _Operands:
@@ -61,13 +65,13 @@ class _Operands:
 
     @cached_property
     def tags_dense_t(self) -> np.ndarray | None:
-        """(t, n) float64 dense transpose of ``tags`` when small enough (<= 1 GiB), else None.
+        """(t, n) float64 dense transpose of ``tags`` when small enough, else None.
 
         The numpy backend builds tag-similarity blocks as sparse x dense products from it; built
         on first use, as the factored route never needs it.
         """
         n, t = self.tags.shape
-        if self.backend.name != "numpy" or n * t * 8 > 2**30:
+        if self.backend.name != "numpy" or n * t * 8 > _MAX_DENSE_TAGS_BYTES:
             return None
         return np.ascontiguousarray(self.tags.T.toarray())
 
