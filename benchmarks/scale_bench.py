@@ -251,6 +251,9 @@ def score_stage(shard: Path, vectors_path: Path, out: Path) -> dict:
     embeddings = read_embeddings([shard])
     usable = usable_item_embeddings(embeddings, vectors.item_ids, "first")
     del embeddings
+    import pyarrow
+
+    pyarrow.default_memory_pool().release_unused()  # as the score script does
     options = workflow_default_options().with_overrides(normalize_in_place=True)
     matrix = vectors.matrix[usable.keep]
     inputs_mib = (usable.vectors.nbytes + matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes) / 2**20

@@ -9,6 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the corrembed library
 
+import pyarrow
+
 from corrembed.embedding_store import read_embeddings
 from corrembed.item_embeddings import usable_item_embeddings
 from corrembed.joblog import job_logging
@@ -24,6 +26,7 @@ with job_logging(snakemake.log[0], f"score[{model},{weighting}]") as log:
     embeddings = read_embeddings([Path(snakemake.input.shard)])
     usable = usable_item_embeddings(embeddings, vectors.item_ids, settings["item_embedding"])
     del embeddings  # the memory-mapped shard: only the item embeddings (one copy) are scored
+    pyarrow.default_memory_pool().release_unused()  # give the shard's decoded pages back now
     write_table(snakemake.output.excluded, usable.excluded)
     if usable.excluded.height:
         log.warning(
