@@ -106,7 +106,7 @@ class Embeddings:
     """Embeddings of a set of images, rows aligned.
 
     item_ids: (n,) object array of str; images: (n,) object array of str;
-    vectors: (n, d) float32 array (read-only when memory-mapped).
+    vectors: (n, d) float32 array.
     """
 
     item_ids: np.ndarray
@@ -128,25 +128,34 @@ def shard_paths(directory: str | os.PathLike) -> list[Path]:
 def read_embeddings(source: str | os.PathLike | list) -> Embeddings:
     """Read an embeddings directory (or a list of shard paths) into one :class:`Embeddings`.
 
-    Each shard is memory-mapped; with a single row group the float32 matrix is a view of the
-    mapped Arrow buffer, otherwise it is assembled with one copy.
+    One pass over the shards: the (n, d) float32 matrix is allocated once (its size comes from
+    the Parquet metadata) and each decoded record batch is copied into its rows, so the peak is
+    that matrix plus one batch (no memory-mapped file pages, no per-shard tables to
+    concatenate). The matrix is writable (the score stage normalizes it in place).
     """
     paths = source if isinstance(source, list) else shard_paths(source)
-    tables = [pq.read_table(p, memory_map=True) for p in paths]
-    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    column = table.column("embedding")
-    dim = column.type.list_size
-    chunks = column.chunks
-    if len(chunks) == 1:
-        flat = chunks[0].flatten()
-        vectors = flat.to_numpy(zero_copy_only=flat.null_count == 0).reshape(-1, dim)
-    else:
-        vectors = np.concatenate(
-            [c.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim) for c in chunks]
-        ) if chunks else np.zeros((0, dim), np.float32)
+    # No pre-buffering: it holds whole column chunks beside the decoded batches (2x the data).
+    files = [pq.ParquetFile(p, pre_buffer=False) for p in paths]
+    n = sum(f.metadata.num_rows for f in files)
+    dims = {f.schema_arrow.field("embedding").type.list_size for f in files}
+    if len(dims) != 1:
+        raise ValueError(f"embedding shards {list(map(str, paths))} have different dimensions {sorted(dims)}")
+    dim = dims.pop()
+    vectors = np.empty((n, dim), dtype=np.float32)
+    item_ids: list = []
+    images: list = []
+    row = 0
+    for f in files:
+        for batch in f.iter_batches(batch_size=8192, columns=["item_id", "image", "embedding"]):
+            values = batch.column("embedding").flatten().to_numpy(zero_copy_only=False)
+            vectors[row : row + batch.num_rows] = values.reshape(-1, dim)
+            item_ids.extend(batch.column("item_id").to_pylist())
+            images.extend(batch.column("image").to_pylist())
+            row += batch.num_rows
+    pa.default_memory_pool().release_unused()  # the decoded batches' memory goes back now
     return Embeddings(
-        item_ids=np.asarray(table.column("item_id").to_pylist(), dtype=object),
-        images=np.asarray(table.column("image").to_pylist(), dtype=object),
+        item_ids=np.asarray(item_ids, dtype=object),
+        images=np.asarray(images, dtype=object),
         vectors=vectors,
     )
 

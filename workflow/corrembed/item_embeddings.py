@@ -27,7 +27,8 @@ def item_embeddings(embeddings: Embeddings, item_ids, mode: str = "first") -> np
 
     embeddings: per-image rows (their order within an item is the image order);
     item_ids: (n_items,) ids to gather; mode: ``first`` or ``mean``.
-    Returns (n_items, d) float32 (means accumulated in float64).
+    Returns (n_items, d) float32 (means accumulated in float64); with one image per item in
+    item order (``first``) this is ``embeddings.vectors`` itself, not a copy.
     Raises ScoringError naming the items that have no embedding (stale embeddings).
     """
     if mode not in ITEM_EMBEDDING_MODES:
@@ -45,7 +46,11 @@ def item_embeddings(embeddings: Embeddings, item_ids, mode: str = "first") -> np
             "embeddings are older than the catalogue: rerun the embed stage."
         )
     if mode == "first":
-        return np.asarray(embeddings.vectors[first_index[position]], dtype=np.float32)
+        rows = first_index[position]
+        if rows.size == len(image_items) and np.array_equal(rows, np.arange(rows.size)):
+            # One image per item, already in item order (the usual case): no gathered copy.
+            return np.asarray(embeddings.vectors, dtype=np.float32)
+        return np.asarray(embeddings.vectors[rows], dtype=np.float32)
     n_images = len(image_items)
     counts = np.bincount(inverse, minlength=len(unique)).astype(np.float64)
     # (n_unique, n_images) averaging operator: one sparse product, float64 accumulation.
