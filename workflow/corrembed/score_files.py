@@ -21,7 +21,8 @@ def write_score(
     ----------
     report : ScoreReport
     score_path : path
-        JSON with :meth:`ScoreReport.as_dict` plus ``extra`` (model, weighting, settings).
+        JSON of a :class:`corrembed.records.ScoreRecord`: :meth:`ScoreReport.as_dict` plus
+        ``extra`` (model, weighting, settings, excluded counts), with its ``schema_version``.
     per_anchor_path : path
         Parquet with anchor (int64 item index), item_id (string), r_pearson, r_spearman
         (float64): the drawn anchors, so a sampled run can be reproduced and inspected.
@@ -37,9 +38,10 @@ def write_score(
     """
     import polars as pl
 
-    from .storage import write_json, write_table
+    from .records import ScoreRecord
+    from .storage import write_table
 
     ids = np.asarray(item_ids, dtype=str)
     table = report.per_anchor_table().with_columns(item_id=pl.Series(ids[report.anchors], dtype=pl.String))
     write_table(per_anchor_path, table.select("anchor", "item_id", "r_pearson", "r_spearman"))
-    write_json(score_path, {**(extra or {}), **report.as_dict()})
+    ScoreRecord.from_report(report.as_dict(), **(extra or {})).write(score_path)

@@ -1,6 +1,6 @@
 """The CorrEmbed metric, its variants, confidence interval and controls (SPEC section 1).
 
-CorrEmbed (Bjorklund et al., "CorrEmbed: Evaluating Pre-trained Model Image Similarity
+CorrEmbed (Borgersen et al., "CorrEmbed: Evaluating Pre-trained Model Image Similarity
 Efficacy with a Novel Metric", 2023) asks how well a vision model's embedding similarities agree
 with similarities of human tags. Inputs everywhere: ``embeddings`` (n, d) float32 or float64
 array and ``tag_vectors`` (n, t) dense array or scipy sparse matrix, rows aligned (row i of both
