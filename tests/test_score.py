@@ -755,6 +755,9 @@ def test_torch_backend_on_cpu_equals_numpy(data):
     ref = score.score_report(x, tags, anchors=50, bootstrap=50)
     assert rep.device == "torch-cpu" and ref.device == "cpu"
     assert rep.corrembed == pytest.approx(ref.corrembed, abs=1e-12)
+    for key, value in ref.as_dict().items():  # controls included (torch: factored reuse too)
+        if isinstance(value, float) and key != "device":
+            assert rep.as_dict()[key] == pytest.approx(value, abs=1e-9, nan_ok=True), key
     with pytest.raises(ScoringError, match="device"):
         score.corrembed(x, tags, device="tpu")
 
