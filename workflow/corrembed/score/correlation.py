@@ -113,8 +113,8 @@ def _anchor_rows(ops: _Operands, anchors: np.ndarray, include_self: bool, method
     return out
 
 
-#: Items up to which a column index fits beside the 41 value bits of a uint64 sort key.
-_MAX_SORT_KEY_ITEMS = 2**23
+#: Items up to which a column index fits beside the 42 value bits of a uint64 sort key.
+_MAX_SORT_KEY_ITEMS = 2**22
 
 #: Similarity entries a thread should get per hand-off (fewer rows per thread below this).
 _ENTRIES_PER_THREAD = 2**17

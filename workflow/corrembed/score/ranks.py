@@ -43,17 +43,21 @@ def _row_ranks(be, sim, self_col: np.ndarray | None):
     return be.average_ranks(q)
 
 
-#: Quantized similarities (offset to be non-negative) take at most this many bits: 2e12 < 2**41.
-_VALUE_BITS = 41
+#: Quantized similarities (offset to be non-negative) take at most this many bits: 3e12 < 2**42.
+_VALUE_BITS = 42
 _SENTINEL = np.iinfo(np.uint64).max
+#: Offset and clip bound in units of 10**-TIE_DECIMALS: 1.5, so that float32 similarities just
+#: above 1 (an item with itself, duplicates: 1 + 1e-7) keep their order instead of tying with 1.
+_KEY_OFFSET = 1.5 * _TIE_SCALE
 
 
 def _quantized_keys(values: np.ndarray) -> np.ndarray:
-    """(m,) uint64: similarities rounded to TIE_DECIMALS decimals, clipped to [-1, 1] and offset
-    to [0, 2e12] (< 2**41), so that ``np.sort`` on them orders by value."""
+    """(m,) uint64: similarities rounded to TIE_DECIMALS decimals, offset by 1.5 to [0, 3e12]
+    (< 2**42; anything beyond [-1.5, 1.5], impossible for cosines, is clipped), so that
+    ``np.sort`` on them orders by value exactly as the rounded values."""
     q = np.rint(values.astype(np.float64) * _TIE_SCALE)
-    np.clip(q, -_TIE_SCALE, _TIE_SCALE, out=q)
-    q += _TIE_SCALE
+    np.clip(q, -_KEY_OFFSET, _KEY_OFFSET, out=q)
+    q += _KEY_OFFSET
     return q.astype(np.uint64)
 
 
@@ -132,7 +136,7 @@ def _spearman_row_sums(emb: np.ndarray, tag: np.ndarray, self_col: int | None) -
     -------
     sxx, syy, sxy : floats, the Spearman correlation being sxy / sqrt(sxx syy). Ranks are of the
     values rounded to TIE_DECIMALS decimals, ties averaged (as ``scipy.stats.spearmanr`` on the
-    rounded values). Needs m_all <= 2**23 (the column must fit beside the 41 value bits).
+    rounded values). Needs m_all <= 2**22 (the column must fit beside the 42 value bits).
     """
     index_bits = max(1, int(emb.shape[0] - 1).bit_length())
     cols, emb_ranks = _centred_ranks_sorted(emb, self_col, index_bits)
