@@ -408,3 +408,44 @@ def test_weights_step_offline_stops_within_seconds_naming_the_model(spec, what, 
     message = str(err.value)
     assert "'hub_model'" in message and what in message and str(tmp_path / "torch" / "huggingface") in message
     assert "snakemake results/weights/hub_model.json" in message and "HF_HUB_OFFLINE" in message
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def test_plot_fits_supervised_points_only_and_marks_zero_shot(tmp_path):
+    from scipy import stats
+
+    from corrembed.plots import plot_corrembed_vs_imagenet
+
+    rows = [
+        ("a", 70.0, 0.20, "supervised"),
+        ("b", 75.0, 0.25, "config"),
+        ("c", 80.0, 0.26, "supervised"),
+        ("clip", 63.3, 0.45, "zero-shot"),
+        ("rand", None, 0.05, ""),
+    ]
+    summary = pl.DataFrame(
+        {
+            "model": [r[0] for r in rows],
+            "imagenet_acc1": [r[1] for r in rows],
+            "corrembed": [r[2] for r in rows],
+            "imagenet_acc1_kind": [r[3] for r in rows],
+        },
+        schema_overrides={"imagenet_acc1": pl.Float64},
+    ).with_columns(
+        ci_low=pl.col("corrembed") - 0.01,
+        ci_high=pl.col("corrembed") + 0.01,
+        headline=True,
+        weighting=pl.lit("binary"),
+        weight_source=pl.lit("binary"),
+        control_random=0.0,
+        control_shuffled_embeddings=0.0,
+        control_shuffled_tags=0.0,
+    )
+    svg = tmp_path / "f.svg"
+    plot_corrembed_vs_imagenet(summary, [svg])
+    text = svg.read_text()
+    r = stats.linregress([70.0, 75.0, 80.0], [0.20, 0.25, 0.26]).rvalue  # the three supervised points
+    assert f"supervised top-1 only, Pearson r = {r:.2f} (n = 3)" in text
+    assert "zero-shot ImageNet top-1" in text and "clip" in text
