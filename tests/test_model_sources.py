@@ -449,3 +449,44 @@ def test_plot_fits_supervised_points_only_and_marks_zero_shot(tmp_path):
     r = stats.linregress([70.0, 75.0, 80.0], [0.20, 0.25, 0.26]).rvalue  # the three supervised points
     assert f"supervised top-1 only, Pearson r = {r:.2f} (n = 3)" in text
     assert "zero-shot ImageNet top-1" in text and "clip" in text
+
+
+# --------------------------------------------------------------------------- the whole workflow
+
+
+@pytest.mark.slow
+def test_every_source_runs_through_the_workflow(tmp_path, open_clip_dir, hf_dir):
+    from workflow_runner import check, demo_config, snakemake, write_config
+
+    config = demo_config(
+        n_items=24,
+        n_users=20,
+        seed=3,
+        weightings=None,
+        embed={"batch_size": 8, "num_workers": 0, "device": "cpu", "threads": 1},
+        models={
+            "timm_tiny": {
+                "source": "timm",
+                "arch": "test_efficientnet",
+                "weights": None,
+                "transforms": {"resize_size": 72, "crop_size": 64},
+            },
+            "clip_tiny": {"source": "open_clip", "arch": "tiny", "weights": f"local-dir:{open_clip_dir}"},
+            "hf_tiny": {"source": "huggingface", "arch": str(hf_dir), "weights": "pretrained", "layer": "mean_tokens"},
+        },
+        scoring={"bootstrap": 20},
+    )
+    write_config(tmp_path, config)
+    check(snakemake(tmp_path, "--cores", "2"))
+    summary = pl.read_csv(tmp_path / "results" / "summary.csv")
+    assert sorted(set(zip(summary["model"], summary["source"]))) == [
+        ("clip_tiny", "open_clip"),
+        ("hf_tiny", "huggingface"),
+        ("timm_tiny", "timm"),
+    ]
+    assert summary["corrembed"].is_finite().all() and summary["n_items"].unique().to_list() == [24]
+    meta = json.loads((tmp_path / "results" / "embeddings" / "clip_tiny" / "meta.json").read_text())
+    assert meta["dim"] == 16 and meta["identity"]["source"] == "open_clip"
+    # Rerunning with nothing changed does nothing (params of every source are stable).
+    rerun = check(snakemake(tmp_path, "--cores", "1", "--dry-run"))
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr
