@@ -6,6 +6,10 @@ local rule: :func:`ensure_weights` puts each model's torchvision weights file in
 read it with :func:`load_state_dict_offline` / :func:`corrembed.models.build_model`, which never
 download. When a download is impossible, :class:`WeightsUnavailableError` names the exact file,
 its URL and the folder to put it in.
+
+Hub weights of the other sources (timm, open_clip, Hugging Face) go through the source's
+``fetch`` into ``torch_home`` and ``hf_home`` (:mod:`corrembed.models.hub`); embedding jobs read
+them with the hub offline.
 """
 
 from __future__ import annotations

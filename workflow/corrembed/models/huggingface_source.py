@@ -301,6 +301,7 @@ class HuggingFaceSource:
         skip = 1 if has_cls else 0
 
         def hidden(m: nn.Module, x: torch.Tensor) -> Any:
+            """The vision tower's output (``last_hidden_state`` (b, tokens, width), ``pooler_output``)."""
             tower = getattr(m, "vision_model", m)
             return tower(pixel_values=x)
 
