@@ -241,7 +241,7 @@ class OpenClipSource:
             return self._create(spec, cache_dir=None)
         with hub_caches(torch_home, hf_home, offline=True) as hf:
             try:
-                return self._create(spec, cache_dir=hf / "hub")
+                return self._create(spec, cache_dir=hf / "hub" if hf is not None else None)
             except Exception as exc:  # noqa: BLE001 -- every hub failure means the cache lacks the files
                 raise WeightsUnavailableError(
                     hub_fetch_error(
@@ -280,7 +280,7 @@ class OpenClipSource:
         with hub_caches(torch_home, hf_home, offline=False, timeout=timeout) as hf:
             if reason is None:
                 try:
-                    self._create(spec, cache_dir=hf / "hub")
+                    self._create(spec, cache_dir=hf / "hub" if hf is not None else None)
                     return record
                 except Exception as exc:  # noqa: BLE001 -- report any hub failure the same way
                     reason = f"download failed: {type(exc).__name__}: {exc}"
