@@ -23,7 +23,6 @@ from corrembed.ingest import (
     read_interactions,
 )
 
-
 # ------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------
@@ -131,8 +130,12 @@ def _check_expected_catalogue(images: pl.DataFrame, tags: pl.DataFrame, pictures
     assert tags.height == len(EXPECTED_TAGS)  # no duplicate rows
     assert tags["item_id"].unique(maintain_order=True).to_list() == ["007", "7", "0007"]
     assert images.drop("outside_manifest_folder", "listed_as").schema == {
-        "item_id": pl.String, "image": pl.String, "image_rank": pl.Int32,
-        "width": pl.Int32, "height": pl.Int32, "sha256": pl.String,
+        "item_id": pl.String,
+        "image": pl.String,
+        "image_rank": pl.Int32,
+        "width": pl.Int32,
+        "height": pl.Int32,
+        "sha256": pl.String,
     }
     assert not images["outside_manifest_folder"].any()
 
@@ -143,8 +146,7 @@ def _check_expected_catalogue(images: pl.DataFrame, tags: pl.DataFrame, pictures
 
 
 def test_wide_and_long_give_the_same_catalogue(tmp_path, pictures):
-    wide = _ingest(_wide_manifest(tmp_path), tmp_path / "w", image_separator=";", threads=3,
-                   normalize_values=["strip"])
+    wide = _ingest(_wide_manifest(tmp_path), tmp_path / "w", image_separator=";", threads=3, normalize_values=["strip"])
     long = _ingest(_long_manifest(tmp_path), tmp_path / "l", format="long", threads=1)
     for _, images, tags, rejects in (wide, long):
         _check_expected_catalogue(images, tags, pictures)
@@ -198,8 +200,14 @@ def test_image_template_with_placeholders(tmp_path, pictures):
     # the image column is never a tag, even when the template supplies the images
     assert _tag_set(tags) == {("a", "colour", "red"), ("c", "colour", "green")}
     assert rejects.rows() == [
-        ("e", "", "item dropped: no image listed (image_template '{folder}/{sku}.png' needs "
-         "column(s) ['folder'], empty on row 3)", "no_image_listed", "set_aside")
+        (
+            "e",
+            "",
+            "item dropped: no image listed (image_template '{folder}/{sku}.png' needs "
+            "column(s) ['folder'], empty on row 3)",
+            "no_image_listed",
+            "set_aside",
+        )
     ]
     assert report.n_dropped_items == 1
 
@@ -215,9 +223,7 @@ def test_template_naming_unknown_column_lists_columns(tmp_path, pictures):
 def test_absolute_image_paths_are_kept(tmp_path, pictures):
     elsewhere = tmp_path / "manifests" / "deep"
     elsewhere.mkdir(parents=True)
-    manifest = _csv(
-        elsewhere / "m.csv", ["item_id", "image"], [["x", str(pictures["c"])], ["y", "../../pics/d.png"]]
-    )
+    manifest = _csv(elsewhere / "m.csv", ["item_id", "image"], [["x", str(pictures["c"])], ["y", "../../pics/d.png"]])
     _, images, _, _ = _ingest(manifest, tmp_path / "o")
     assert images["image"].to_list() == [str(pictures["c"]), str(pictures["d"])]
 
@@ -266,8 +272,7 @@ def broken(tmp_path) -> dict[str, Path]:
     empty.write_bytes(b"")
     text = folder / "text.jpg"
     text.write_text("this is not a picture\n")
-    return {"good": good, "truncated": truncated, "empty": empty, "text": text,
-            "missing": folder / "missing.jpg"}
+    return {"good": good, "truncated": truncated, "empty": empty, "text": text, "missing": folder / "missing.jpg"}
 
 
 def test_check_image_reasons(broken):
@@ -296,7 +301,9 @@ def test_unreadable_images_are_rejected_and_the_run_goes_on(tmp_path, broken):
     assert images.select("item_id", "image_rank").rows() == [("mixed", 0), ("ok", 0)]
     assert images["image"].to_list() == [str(broken["good"])] * 2
     assert _tag_set(tags) == {("mixed", "colour", "red"), ("ok", "colour", "white")}
-    reasons = {(r["item_id"], Path(r["image"]).name if r["image"] else ""): r["reason"] for r in rejects.iter_rows(named=True)}
+    reasons = {
+        (r["item_id"], Path(r["image"]).name if r["image"] else ""): r["reason"] for r in rejects.iter_rows(named=True)
+    }
     assert reasons[("mixed", "truncated.jpg")].startswith("truncated or corrupt image")
     assert reasons[("gone", "missing.jpg")] == "file not found"
     assert reasons[("gone", "empty.jpg")] == "empty file (0 bytes)"
@@ -312,9 +319,7 @@ def test_unreadable_images_are_rejected_and_the_run_goes_on(tmp_path, broken):
 
 
 def test_on_unreadable_fail_raises_and_writes_nothing(tmp_path, broken):
-    manifest = _csv(
-        tmp_path / "m.csv", ["item_id", "image"], [["a", "pics/good.jpg"], ["b", "pics/empty.jpg"]]
-    )
+    manifest = _csv(tmp_path / "m.csv", ["item_id", "image"], [["a", "pics/good.jpg"], ["b", "pics/empty.jpg"]])
     out = tmp_path / "o"
     with pytest.raises(ManifestError) as error:
         _ingest(manifest, out, on_unreadable="fail")
@@ -363,9 +368,7 @@ def test_unsupported_suffix_and_empty_ids(tmp_path, pictures):
 
 
 def test_long_value_without_category_is_an_error(tmp_path, pictures):
-    manifest = _csv(
-        tmp_path / "m.csv", ["item_id", "category", "value", "image"], [["a", "", "red", "pics/a.png"]]
-    )
+    manifest = _csv(tmp_path / "m.csv", ["item_id", "category", "value", "image"], [["a", "", "red", "pics/a.png"]])
     with pytest.raises(ManifestError, match="row 1 .*'red'.*empty 'category'"):
         _ingest(manifest, tmp_path / "o", format="long")
 
@@ -454,9 +457,7 @@ def test_real_catalogue_subset(fashion_dir, tmp_path):
     assert "item '10654'" in rejects["reason"][0] and report.n_duplicate_images == 1
     assert images["item_id"].to_list() == [r[header.index("id")] for r in rows]
     assert set(images["width"]) == {224} and set(images["height"]) == {224}
-    expected = {
-        (r[header.index("id")], c, r[header.index(c)]) for r in rows for c in VISUAL_CATEGORIES
-    }
+    expected = {(r[header.index("id")], c, r[header.index(c)]) for r in rows for c in VISUAL_CATEGORIES}
     assert _tag_set(tags) == expected and tags.height == 1400
     first = images.row(0, named=True)
     assert first["sha256"] == hashlib.sha256(Path(first["image"]).read_bytes()).hexdigest()
@@ -467,9 +468,7 @@ def test_real_catalogue_subset(fashion_dir, tmp_path):
 # ------------------------------------------------------------------------------------------
 
 SEPARATORS = ["|", ";", "/", ",", "+", "::", " / "]
-_value_text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=0, max_size=6
-)
+_value_text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=0, max_size=6)
 _id_text = st.text(alphabet=st.characters(whitelist_categories=("L", "Nd")), min_size=1, max_size=5)
 
 

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from corrembed.embed import ImageFileDataset
-from corrembed.image_batches import Preprocess
 from corrembed.embedding_store import Embeddings
 from corrembed.errors import ConfigError, CorrEmbedError, ManifestError, ScoringError
+from corrembed.image_batches import Preprocess
 from corrembed.images import ImageReadError, load_rgb, read_image
 from corrembed.ingest import (
     IngestOptions,
@@ -106,8 +106,9 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
     files["exif"] = _save(sideways, d / "exif.jpg", exif=exif.tobytes(), quality=100)
     frames = [Image.new("RGB", (6, 6), c) for c in (RED, BLUE, WHITE)]
     files["gif"] = _save(frames[0], d / "anim.gif", save_all=True, append_images=frames[1:], duration=50)
-    files["webp"] = _save(frames[0], d / "anim.webp", save_all=True, append_images=frames[1:],
-                          duration=50, lossless=True)
+    files["webp"] = _save(
+        frames[0], d / "anim.webp", save_all=True, append_images=frames[1:], duration=50, lossless=True
+    )
     files["big"] = _save(Image.new("1", (2000, 1500), 0), d / "big.png")  # 3 Mpx, a few hundred bytes
     files["tiny"] = _save(Image.new("RGB", (2, 3), BLUE), d / "tiny.png")
     jpeg = io.BytesIO()
@@ -177,8 +178,7 @@ def test_decompression_bomb_guard_is_configurable(corpus, tmp_path):
     with pytest.raises(ImageReadError, match=r"2000 x 1500 = 3000000 pixels exceeds .*max_image_pixels"):
         load_rgb(corpus["big"], max_pixels=1_000_000)
     assert load_rgb(corpus["big"], max_pixels=3_000_000).size == (2000, 1500)
-    manifest = _csv(tmp_path / "m.csv", ["item_id", "image"],
-                    [["big", str(corpus["big"])], ["ok", str(corpus["rgb"])]])
+    manifest = _csv(tmp_path / "m.csv", ["item_id", "image"], [["big", str(corpus["big"])], ["ok", str(corpus["rgb"])]])
     report, images, _, rejects = _ingest(manifest, tmp_path / "o", max_image_pixels=1_000_000)
     assert images["item_id"].to_list() == ["ok"]
     assert rejects.filter(pl.col("image") == str(corpus["big"]))["kind"].to_list() == ["too_large"]
@@ -190,8 +190,9 @@ def test_tiny_images_are_upscaled_by_the_model_transform_or_set_aside(corpus, tm
     tensor = transform(load_rgb(corpus["tiny"]))
     assert tensor.shape == (3, description["crop_size"], description["crop_size"])
     assert torch.isfinite(tensor).all()
-    manifest = _csv(tmp_path / "m.csv", ["item_id", "image"],
-                    [["tiny", str(corpus["tiny"])], ["ok", str(corpus["rgb"])]])
+    manifest = _csv(
+        tmp_path / "m.csv", ["item_id", "image"], [["tiny", str(corpus["tiny"])], ["ok", str(corpus["rgb"])]]
+    )
     _, images, _, _ = _ingest(manifest, tmp_path / "a")
     assert images["item_id"].to_list() == ["tiny", "ok"]  # default: kept
     _, images, _, rejects = _ingest(manifest, tmp_path / "b", min_image_side=4)
@@ -226,8 +227,11 @@ def test_symlinks_and_paths_outside_the_manifest_folder_are_resolved_and_recorde
     folder = tmp_path / "catalogue"
     folder.mkdir()
     (folder / "link.png").symlink_to(corpus["rgb"])
-    manifest = _csv(folder / "m.csv", ["item_id", "image"],
-                    [["linked", "link.png"], ["outside", str(corpus["gray"])], ["inside", "own.png"]])
+    manifest = _csv(
+        folder / "m.csv",
+        ["item_id", "image"],
+        [["linked", "link.png"], ["outside", str(corpus["gray"])], ["inside", "own.png"]],
+    )
     _save(Image.new("RGB", (3, 3), BLUE), folder / "own.png")
     report, images, _, rejects = _ingest(manifest, tmp_path / "o")
     assert images.select("item_id", "image", "listed_as", "outside_manifest_folder").rows() == [
@@ -241,15 +245,21 @@ def test_symlinks_and_paths_outside_the_manifest_folder_are_resolved_and_recorde
 
 def test_the_same_file_listed_twice_is_used_once_and_reported(corpus, tmp_path):
     folder = corpus["rgb"].parent
-    manifest = _csv(folder / "twice.csv", ["item_id", "image", "colour"], [
-        ["a", "rgb.png;rgb.png", "red"],          # twice in one cell
-        ["b", "gray.png", "grey"],
-        ["b", "./gray.png", "grey"],              # twice across rows, spelled differently
-    ])
+    manifest = _csv(
+        folder / "twice.csv",
+        ["item_id", "image", "colour"],
+        [
+            ["a", "rgb.png;rgb.png", "red"],  # twice in one cell
+            ["b", "gray.png", "grey"],
+            ["b", "./gray.png", "grey"],  # twice across rows, spelled differently
+        ],
+    )
     report, images, _, rejects = _ingest(manifest, tmp_path / "o")
     assert images.select("item_id", "image_rank").rows() == [("a", 0), ("b", 0)]
     assert rejects.select("item_id", "kind", "action").rows() == [
-        ("a", "repeated_listing", "set_aside"), ("b", "repeated_listing", "set_aside")]
+        ("a", "repeated_listing", "set_aside"),
+        ("b", "repeated_listing", "set_aside"),
+    ]
     assert "'./gray.png'" in rejects["reason"][1]
     assert report.n_repeated_listings == 2 and report.n_rejected == 2
 
@@ -258,22 +268,26 @@ def test_the_same_file_listed_twice_is_used_once_and_reported(corpus, tmp_path):
 def test_byte_identical_images_of_different_items(corpus, tmp_path, mode):
     copy = tmp_path / "copy.png"
     copy.write_bytes(corpus["rgb"].read_bytes())
-    manifest = _csv(tmp_path / "m.csv", ["item_id", "image"], [
-        ["first", str(corpus["rgb"])], ["second", str(copy)], ["third", f"{copy};{corpus['gray']}"]])
+    manifest = _csv(
+        tmp_path / "m.csv",
+        ["item_id", "image"],
+        [["first", str(corpus["rgb"])], ["second", str(copy)], ["third", f"{copy};{corpus['gray']}"]],
+    )
     report, images, _, rejects = _ingest(manifest, tmp_path / mode, duplicate_images=mode)
     duplicates = rejects.filter(pl.col("kind") == "duplicate_image")
     assert duplicates["item_id"].to_list() == ["second", "third"]
-    assert all(f"of item 'first'" in r for r in duplicates["reason"])
+    assert all("of item 'first'" in r for r in duplicates["reason"])
     assert report.n_duplicate_images == 2
     if mode == "keep":
         assert images["item_id"].to_list() == ["first", "second", "third", "third"]
         assert set(duplicates["action"]) == {"kept"} and report.n_rejected == 0
     else:
         assert images.select("item_id", "image").rows() == [
-            ("first", str(corpus["rgb"])), ("third", str(corpus["gray"]))]
+            ("first", str(corpus["rgb"])),
+            ("third", str(corpus["gray"])),
+        ]
         assert set(duplicates["action"]) == {"set_aside"}
-        assert rejects.filter(pl.col("item_id") == "second")["kind"].to_list() == [
-            "duplicate_image", "no_usable_image"]
+        assert rejects.filter(pl.col("item_id") == "second")["kind"].to_list() == ["duplicate_image", "no_usable_image"]
     with pytest.raises(ConfigError, match="duplicate_images must be one of"):
         IngestOptions(duplicate_images="merge")
 
@@ -308,8 +322,12 @@ def test_empty_manifests_stop_with_a_message(pics):
 
 
 def test_non_utf8_bytes_name_the_line_and_the_fix(pics):
-    manifest = _csv(pics / "m.csv", ["item_id", "image", "colour"],
-                    [["a", "0.png", "red"], ["b", "1.png", "crème"]], encoding="cp1252")
+    manifest = _csv(
+        pics / "m.csv",
+        ["item_id", "image", "colour"],
+        [["a", "0.png", "red"], ["b", "1.png", "crème"]],
+        encoding="cp1252",
+    )
     with pytest.raises(ManifestError, match=r"m\.csv: line 3, byte 11 \(b'\\xe8'\) is not valid utf-8.*encoding"):
         _ingest(manifest, pics / "o")
     _, _, tags, _ = _ingest(manifest, pics / "o", encoding="cp1252")
@@ -323,14 +341,22 @@ def test_non_utf8_bytes_name_the_line_and_the_fix(pics):
 
 
 def test_separators_inside_values(pics):
-    manifest = _csv(pics / "m.csv", ["item_id", "image", "colour", "material"], [
-        ["a", "0.png", "Red, Blue", "cotton|silk"],      # the CSV delimiter, quoted by csv.writer
-        ["b", "1.png", "Red", "cotton"],
-    ])
+    manifest = _csv(
+        pics / "m.csv",
+        ["item_id", "image", "colour", "material"],
+        [
+            ["a", "0.png", "Red, Blue", "cotton|silk"],  # the CSV delimiter, quoted by csv.writer
+            ["b", "1.png", "Red", "cotton"],
+        ],
+    )
     report, _, tags, _ = _ingest(manifest, pics / "o")
-    assert _tag_set(tags) == {("a", "colour", "Red, Blue"), ("a", "material", "cotton"),
-                              ("a", "material", "silk"), ("b", "colour", "Red"),
-                              ("b", "material", "cotton")}
+    assert _tag_set(tags) == {
+        ("a", "colour", "Red, Blue"),
+        ("a", "material", "cotton"),
+        ("a", "material", "silk"),
+        ("b", "colour", "Red"),
+        ("b", "material", "cotton"),
+    }
     assert report.multi_valued_cells == {"material": {"n_cells": 1, "example": "cotton|silk"}}
     assert any("'material': 1 cell(s) were split" in line for line in report.warnings())
     _, _, tags, _ = _ingest(manifest, pics / "n", value_separator=None)
@@ -342,20 +368,21 @@ def test_separators_inside_values(pics):
 
 
 def test_whitespace_and_case_variants_are_reported_and_merged_only_when_configured(pics):
-    manifest = _csv(pics / "m.csv", ["item_id", "image", "colour"], [
-        ["a", "0.png", "Blue"], ["b", "1.png", "blue "], ["c", "2.png", "Blue"], ["d", "3.png", "red"]])
+    manifest = _csv(
+        pics / "m.csv",
+        ["item_id", "image", "colour"],
+        [["a", "0.png", "Blue"], ["b", "1.png", "blue "], ["c", "2.png", "Blue"], ["d", "3.png", "red"]],
+    )
     report, _, tags, _ = _ingest(manifest, pics / "raw")
     assert sorted(tags["value"]) == ["Blue", "Blue", "blue ", "red"]  # verbatim by default
     assert report.n_value_variant_groups == 1 and report.n_values_with_whitespace == 1
-    assert report.value_variants == [
-        {"category": "colour", "values": {"Blue": 2, "blue ": 1}, "merged": False}]
+    assert report.value_variants == [{"category": "colour", "values": {"Blue": 2, "blue ": 1}, "merged": False}]
     assert any("NOT merged" in line for line in report.warnings())
     report, _, tags, _ = _ingest(manifest, pics / "strip", normalize_values=["strip"])
     assert sorted(tags["value"]) == ["Blue", "Blue", "blue", "red"]
     assert report.n_value_variant_groups == 1
     report, _, tags, _ = _ingest(manifest, pics / "fold", normalize_values=["strip", "casefold"])
-    assert tags.select("item_id", "value").rows() == [("a", "Blue"), ("b", "Blue"), ("c", "Blue"),
-                                                      ("d", "red")]
+    assert tags.select("item_id", "value").rows() == [("a", "Blue"), ("b", "Blue"), ("c", "Blue"), ("d", "red")]
     assert report.value_variants[0]["merged"] is True
     with pytest.raises(ConfigError, match=r"unknown normalization\(s\) \['lower'\]"):
         IngestOptions(normalize_values=["lower"])
@@ -364,8 +391,14 @@ def test_whitespace_and_case_variants_are_reported_and_merged_only_when_configur
 def test_empty_strings_and_missing_values_mean_the_same(pics):
     text = 'item_id,image,colour,size\na,0.png,"",S\nb,1.png,,M\nc,2.png,"  ",\n'
     (pics / "m.csv").write_text(text)
-    pl.DataFrame({"item_id": ["a", "b", "c"], "image": ["0.png", "1.png", "2.png"],
-                  "colour": ["", None, "  "], "size": ["S", "M", None]}).write_parquet(pics / "m.parquet")
+    pl.DataFrame(
+        {
+            "item_id": ["a", "b", "c"],
+            "image": ["0.png", "1.png", "2.png"],
+            "colour": ["", None, "  "],
+            "size": ["S", "M", None],
+        }
+    ).write_parquet(pics / "m.parquet")
     from_csv = _ingest(pics / "m.csv", pics / "c")
     from_parquet = _ingest(pics / "m.parquet", pics / "p")
     expected = {("a", "size", "S"), ("b", "size", "M")}
@@ -378,15 +411,13 @@ def test_empty_strings_and_missing_values_mean_the_same(pics):
 
 
 def test_conflicting_duplicate_ids_stop_naming_rows_and_values(pics):
-    manifest = _csv(pics / "m.csv", ["item_id", "image", "colour"],
-                    [["a", "0.png", "red"], ["a", "1.png", "Red"]])
+    manifest = _csv(pics / "m.csv", ["item_id", "image", "colour"], [["a", "0.png", "red"], ["a", "1.png", "Red"]])
     with pytest.raises(ManifestError, match=r"item 'a' is listed on rows 1 and 2 .*'red'.*'Red'"):
         _ingest(manifest, pics / "o")
 
 
 def test_fewer_than_three_usable_items_stop_the_run(pics):
-    manifest = _csv(pics / "m.csv", ["item_id", "image"],
-                    [["a", "0.png"], ["b", "1.png"], ["c", "missing.png"]])
+    manifest = _csv(pics / "m.csv", ["item_id", "image"], [["a", "0.png"], ["b", "1.png"], ["c", "missing.png"]])
     out = pics / "o"
     with pytest.raises(ManifestError, match=r"(?s)only 2 usable item\(s\) of 3.*at least 3.*'c'.*file not found"):
         _ingest(manifest, out, min_items=3)
@@ -414,8 +445,7 @@ def test_single_value_and_one_value_per_item_categories(pics):
 # ------------------------------------------------------------------------------------------
 
 
-TAGS = pl.DataFrame({"item_id": ["a", "b", "c"], "category": ["colour"] * 3,
-                     "value": ["red", "red", "blue"]})
+TAGS = pl.DataFrame({"item_id": ["a", "b", "c"], "category": ["colour"] * 3, "value": ["red", "red", "blue"]})
 
 
 @pytest.mark.parametrize("content", ["", "user_id,item_id\n"])
@@ -441,8 +471,9 @@ def test_unknown_items_and_users_below_the_threshold(tmp_path, caplog):
     table = interaction_weights(TAGS, interactions.table, min_user_interactions=5)
     assert table["n_users"].to_list() == [1]  # only u1 counts
     with caplog.at_level(logging.WARNING, logger="corrembed.tags"):
-        fallback = category_table(TAGS, ["a", "b", "c"], "entropy", interactions=interactions.table,
-                                  min_user_interactions=6)
+        fallback = category_table(
+            TAGS, ["a", "b", "c"], "entropy", interactions=interactions.table, min_user_interactions=6
+        )
     assert fallback["source"].to_list() == ["catalogue"]
     assert "none of its 3 users has more than 6 interactions (most: 6)" in caplog.text
 
@@ -455,15 +486,21 @@ def test_unknown_items_and_users_below_the_threshold(tmp_path, caplog):
 def test_model_spec_errors_name_the_fix(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown arch 'resnet_50'.*Did you mean: resnet50"):
         check_model_spec({"arch": "resnet_50", "weights": None}, model_name="m")
-    with pytest.raises(ConfigError, match=r"no weights 'IMAGENET1K_V3'.*Valid weights for resnet50: "
-                                          r"IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT"):
+    with pytest.raises(
+        ConfigError,
+        match=r"no weights 'IMAGENET1K_V3'.*Valid weights for resnet50: "
+        r"IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT",
+    ):
         check_model_spec({"arch": "resnet50", "weights": "IMAGENET1K_V3"}, model_name="m")
     with pytest.raises(ConfigError, match=r"layer 'layer9' is not a graph node.*avgpool, flatten, fc"):
         check_model_spec({"arch": "resnet18", "weights": None, "layer": "layer9"}, model_name="m")
     checkpoint = tmp_path / "small.pth"
     torch.save(torch.nn.Linear(3, 2).state_dict(), checkpoint)
-    with pytest.raises(ConfigError, match=r"does not fit torchvision resnet18.*122 missing: conv1\.weight.*"
-                                          r"2 unexpected: weight, bias"):
+    with pytest.raises(
+        ConfigError,
+        match=r"does not fit torchvision resnet18.*122 missing: conv1\.weight.*"
+        r"2 unexpected: weight, bias",
+    ):
         check_model_spec({"arch": "resnet18", "weights": str(checkpoint)}, model_name="m")
     with pytest.raises(ConfigError, match="does not exist"):
         check_model_spec({"arch": "resnet18", "weights": str(tmp_path / "nope.pth")}, model_name="m")
@@ -492,11 +529,17 @@ def _embeddings(rows: list[tuple[str, str, list[float]]]) -> Embeddings:
 
 
 def test_zero_and_non_finite_embeddings_are_excluded_and_reported():
-    embeddings = _embeddings([
-        ("a", "a0.jpg", [1, 0]), ("b", "b0.jpg", [0, 0]), ("b", "b1.jpg", [0, 2]),
-        ("c", "c0.jpg", [np.nan, 1]), ("d", "d0.jpg", [1, 1]), ("e", "e0.jpg", [np.inf, 0]),
-        ("f", "f0.jpg", [2, 1]),
-    ])
+    embeddings = _embeddings(
+        [
+            ("a", "a0.jpg", [1, 0]),
+            ("b", "b0.jpg", [0, 0]),
+            ("b", "b1.jpg", [0, 2]),
+            ("c", "c0.jpg", [np.nan, 1]),
+            ("d", "d0.jpg", [1, 1]),
+            ("e", "e0.jpg", [np.inf, 0]),
+            ("f", "f0.jpg", [2, 1]),
+        ]
+    )
     usable = usable_item_embeddings(embeddings, ["a", "b", "c", "d", "e", "f"], "first")
     assert usable.keep.tolist() == [True, True, False, True, False, True]
     assert usable.vectors.tolist() == [[1, 0], [0, 2], [1, 1], [2, 1]]  # b: its first usable image
@@ -508,8 +551,9 @@ def test_zero_and_non_finite_embeddings_are_excluded_and_reported():
         ("e", "", "item excluded from scoring: no image with a usable embedding"),
     ]
     assert (usable.n_excluded_images, usable.n_excluded_items) == (3, 2)
-    cancelling = _embeddings([("a", "1", [1, 0]), ("a", "2", [-1, 0]), ("b", "3", [1, 1]),
-                              ("c", "4", [0, 1]), ("d", "5", [1, 2])])
+    cancelling = _embeddings(
+        [("a", "1", [1, 0]), ("a", "2", [-1, 0]), ("b", "3", [1, 1]), ("c", "4", [0, 1]), ("d", "5", [1, 2])]
+    )
     mean = usable_item_embeddings(cancelling, ["a", "b", "c", "d"], "mean")
     assert mean.keep.tolist() == [False, True, True, True]
     assert "mean of its image embeddings is zero" in mean.excluded["reason"][0]
@@ -517,7 +561,9 @@ def test_zero_and_non_finite_embeddings_are_excluded_and_reported():
 
 def test_fewer_than_three_usable_embeddings_stop_scoring():
     embeddings = _embeddings([("a", "a.jpg", [1, 0]), ("b", "b.jpg", [0, 0]), ("c", "c.jpg", [0, 1])])
-    with pytest.raises(ScoringError, match=r"only 2 of 3 items have a usable embedding.*b b\.jpg: embedding is all zeros"):
+    with pytest.raises(
+        ScoringError, match=r"only 2 of 3 items have a usable embedding.*b b\.jpg: embedding is all zeros"
+    ):
         usable_item_embeddings(embeddings, ["a", "b", "c"])
 
 
@@ -536,8 +582,14 @@ def random_manifests(draw):
     layout = draw(st.sampled_from(["wide", "long"]))
     separator = draw(st.sampled_from(SEPARATORS))
     strip = draw(st.booleans())
-    categories = draw(st.lists(_ids.filter(lambda c: c not in ("item_id", "image", "category", "value")),
-                               min_size=1, max_size=3, unique=True))
+    categories = draw(
+        st.lists(
+            _ids.filter(lambda c: c not in ("item_id", "image", "category", "value")),
+            min_size=1,
+            max_size=3,
+            unique=True,
+        )
+    )
     items = draw(st.lists(_ids, min_size=1, max_size=5, unique=True))
     tags = {}
     for item in items:
@@ -553,8 +605,11 @@ def random_manifests(draw):
             for category in categories:
                 values = tags.get(item, {}).get(category, [])
                 # the values must survive splitting: no separator inside them
-                values = [v for v in values if separator.strip() not in v and separator not in v] if (
-                    separator.strip()) else values
+                values = (
+                    [v for v in values if separator.strip() not in v and separator not in v]
+                    if (separator.strip())
+                    else values
+                )
                 tags.setdefault(item, {})[category] = values
                 row[category] = separator.join(values) if values else draw(st.sampled_from([None, ""]))
             rows.append(row)
@@ -577,10 +632,10 @@ def random_manifests(draw):
     elif fault == "conflict" and layout == "wide":
         rows.append({**rows[0], categories[0]: (rows[0][categories[0]] or "") + separator + "conflict!"})
     documented_error = fault in ("no_item_column", "empty_id") or (fault == "conflict" and layout == "wide")
-    table = pl.DataFrame([{c: r.get(c) for c in columns} for r in rows],
-                         schema={c: pl.String for c in columns}, orient="row")
-    options = {"format": layout, "value_separator": separator,
-               "normalize_values": ["strip"] if strip else []}
+    table = pl.DataFrame(
+        [{c: r.get(c) for c in columns} for r in rows], schema={c: pl.String for c in columns}, orient="row"
+    )
+    options = {"format": layout, "value_separator": separator, "normalize_values": ["strip"] if strip else []}
     return options, table, items, None if documented_error else expected, draw(st.booleans())
 
 

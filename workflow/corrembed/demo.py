@@ -64,35 +64,98 @@ BACKGROUNDS = ("white", "grey", "beige", "gradient")
 # Silhouettes in unit coordinates (x right, y down), roughly centred on (0.5, 0.5). Each shape is
 # a list of polygons filled with the garment's colour and pattern.
 SHAPES: dict[str, list[list[tuple[float, float]]]] = {
-    "t-shirt": [[
-        (0.36, 0.18), (0.43, 0.23), (0.50, 0.25), (0.57, 0.23), (0.64, 0.18), (0.86, 0.31),
-        (0.78, 0.43), (0.69, 0.38), (0.69, 0.86), (0.31, 0.86), (0.31, 0.38), (0.22, 0.43),
-        (0.14, 0.31),
-    ]],
-    "dress": [[
-        (0.40, 0.10), (0.44, 0.17), (0.56, 0.17), (0.60, 0.10), (0.64, 0.30), (0.58, 0.43),
-        (0.82, 0.90), (0.18, 0.90), (0.42, 0.43), (0.36, 0.30),
-    ]],
-    "skirt": [[
-        (0.34, 0.22), (0.66, 0.22), (0.66, 0.29), (0.80, 0.80), (0.20, 0.80), (0.34, 0.29),
-    ]],
-    "trousers": [[
-        (0.32, 0.10), (0.68, 0.10), (0.73, 0.91), (0.56, 0.91), (0.50, 0.38), (0.44, 0.91),
-        (0.27, 0.91),
-    ]],
-    "shorts": [[
-        (0.26, 0.28), (0.74, 0.28), (0.80, 0.70), (0.55, 0.72), (0.50, 0.50), (0.45, 0.72),
-        (0.20, 0.70),
-    ]],
-    "coat": [[
-        (0.38, 0.10), (0.50, 0.20), (0.62, 0.10), (0.78, 0.17), (0.88, 0.72), (0.77, 0.74),
-        (0.72, 0.40), (0.73, 0.92), (0.27, 0.92), (0.28, 0.40), (0.23, 0.74), (0.12, 0.72),
-        (0.22, 0.17),
-    ]],
-    "shoe": [[
-        (0.12, 0.52), (0.16, 0.38), (0.33, 0.40), (0.45, 0.50), (0.70, 0.55), (0.86, 0.61),
-        (0.88, 0.70), (0.12, 0.70),
-    ]],
+    "t-shirt": [
+        [
+            (0.36, 0.18),
+            (0.43, 0.23),
+            (0.50, 0.25),
+            (0.57, 0.23),
+            (0.64, 0.18),
+            (0.86, 0.31),
+            (0.78, 0.43),
+            (0.69, 0.38),
+            (0.69, 0.86),
+            (0.31, 0.86),
+            (0.31, 0.38),
+            (0.22, 0.43),
+            (0.14, 0.31),
+        ]
+    ],
+    "dress": [
+        [
+            (0.40, 0.10),
+            (0.44, 0.17),
+            (0.56, 0.17),
+            (0.60, 0.10),
+            (0.64, 0.30),
+            (0.58, 0.43),
+            (0.82, 0.90),
+            (0.18, 0.90),
+            (0.42, 0.43),
+            (0.36, 0.30),
+        ]
+    ],
+    "skirt": [
+        [
+            (0.34, 0.22),
+            (0.66, 0.22),
+            (0.66, 0.29),
+            (0.80, 0.80),
+            (0.20, 0.80),
+            (0.34, 0.29),
+        ]
+    ],
+    "trousers": [
+        [
+            (0.32, 0.10),
+            (0.68, 0.10),
+            (0.73, 0.91),
+            (0.56, 0.91),
+            (0.50, 0.38),
+            (0.44, 0.91),
+            (0.27, 0.91),
+        ]
+    ],
+    "shorts": [
+        [
+            (0.26, 0.28),
+            (0.74, 0.28),
+            (0.80, 0.70),
+            (0.55, 0.72),
+            (0.50, 0.50),
+            (0.45, 0.72),
+            (0.20, 0.70),
+        ]
+    ],
+    "coat": [
+        [
+            (0.38, 0.10),
+            (0.50, 0.20),
+            (0.62, 0.10),
+            (0.78, 0.17),
+            (0.88, 0.72),
+            (0.77, 0.74),
+            (0.72, 0.40),
+            (0.73, 0.92),
+            (0.27, 0.92),
+            (0.28, 0.40),
+            (0.23, 0.74),
+            (0.12, 0.72),
+            (0.22, 0.17),
+        ]
+    ],
+    "shoe": [
+        [
+            (0.12, 0.52),
+            (0.16, 0.38),
+            (0.33, 0.40),
+            (0.45, 0.50),
+            (0.70, 0.55),
+            (0.86, 0.61),
+            (0.88, 0.70),
+            (0.12, 0.70),
+        ]
+    ],
     "handbag": [
         [(0.24, 0.42), (0.76, 0.42), (0.82, 0.82), (0.18, 0.82)],
         # handle: a half ring above the body
@@ -104,20 +167,33 @@ CATEGORIES = tuple(SHAPES)
 
 # Other tags, partly determined by the garment category (what such items usually are).
 OCCASIONS = {
-    "t-shirt": ("casual", "sport"), "dress": ("formal", "casual"), "skirt": ("casual", "formal"),
-    "trousers": ("formal", "casual"), "shorts": ("sport", "casual"), "coat": ("formal", "casual"),
-    "shoe": ("casual", "sport", "formal"), "handbag": ("formal", "casual"),
+    "t-shirt": ("casual", "sport"),
+    "dress": ("formal", "casual"),
+    "skirt": ("casual", "formal"),
+    "trousers": ("formal", "casual"),
+    "shorts": ("sport", "casual"),
+    "coat": ("formal", "casual"),
+    "shoe": ("casual", "sport", "formal"),
+    "handbag": ("formal", "casual"),
 }
 MATERIALS = {
-    "t-shirt": ("cotton", "polyester"), "dress": ("silk", "cotton", "polyester"),
-    "skirt": ("cotton", "denim", "wool"), "trousers": ("denim", "cotton", "wool"),
-    "shorts": ("denim", "cotton", "polyester"), "coat": ("wool", "polyester"),
-    "shoe": ("leather", "canvas"), "handbag": ("leather", "canvas"),
+    "t-shirt": ("cotton", "polyester"),
+    "dress": ("silk", "cotton", "polyester"),
+    "skirt": ("cotton", "denim", "wool"),
+    "trousers": ("denim", "cotton", "wool"),
+    "shorts": ("denim", "cotton", "polyester"),
+    "coat": ("wool", "polyester"),
+    "shoe": ("leather", "canvas"),
+    "handbag": ("leather", "canvas"),
 }
 SEASONS = {
-    "t-shirt": ("summer", "spring"), "dress": ("summer", "spring", "all-season"),
-    "skirt": ("summer", "spring"), "trousers": ("all-season", "autumn"),
-    "shorts": ("summer",), "coat": ("winter", "autumn"), "shoe": ("all-season",),
+    "t-shirt": ("summer", "spring"),
+    "dress": ("summer", "spring", "all-season"),
+    "skirt": ("summer", "spring"),
+    "trousers": ("all-season", "autumn"),
+    "shorts": ("summer",),
+    "coat": ("winter", "autumn"),
+    "shoe": ("all-season",),
     "handbag": ("all-season",),
 }
 STYLES = ("minimal", "classic", "streetwear", "vintage", "bohemian", "sporty")
@@ -148,9 +224,7 @@ def make_demo_catalogue(
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     # Independent streams, so that e.g. the image size changes no tag and no interaction.
-    item_rng, image_rng, user_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
-    )
+    item_rng, image_rng, user_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
 
     items = _draw_items(item_rng, n_items)
     n_images = 0
@@ -158,8 +232,13 @@ def make_demo_catalogue(
         views = [item["item_id"]] + ([item["item_id"] + "_b"] if item["second_view"] else [])
         for view_index, stem in enumerate(views):
             picture = render_product(
-                item["category"], item["colour"], item["pattern"], item["background"],
-                rng=image_rng, image_size=image_size, variant=item["second_view"] if view_index else None,
+                item["category"],
+                item["colour"],
+                item["pattern"],
+                item["background"],
+                rng=image_rng,
+                image_size=image_size,
+                variant=item["second_view"] if view_index else None,
             )
             with atomic_path(images_dir / f"{stem}.jpg") as tmp:
                 picture.save(tmp, format="JPEG", quality=JPEG_QUALITY, optimize=False, subsampling=2)
@@ -226,8 +305,7 @@ def _draw_items(rng: np.random.Generator, n_items: int) -> list[dict[str, Any]]:
                 item[column] = None
         roll = rng.random()
         item["second_view"] = (
-            None if roll >= SECOND_IMAGE_FRACTION
-            else "mirror" if roll < SECOND_IMAGE_FRACTION / 2 else "zoom"
+            None if roll >= SECOND_IMAGE_FRACTION else "mirror" if roll < SECOND_IMAGE_FRACTION / 2 else "zoom"
         )
         items.append(item)
     return items
@@ -237,9 +315,7 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
     return options[rng.integers(len(options))]
 
 
-def _draw_interactions(
-    rng: np.random.Generator, items: list[dict[str, Any]], n_users: int
-) -> pl.DataFrame:
+def _draw_interactions(rng: np.random.Generator, items: list[dict[str, Any]], n_users: int) -> pl.DataFrame:
     """Each interaction: a colour and a category, each a favourite with probability
     ``PREFERENCE_STRENGTH`` (else uniform), then an item of that colour and category: one the user
     has not had yet if possible, else a fresh one of a favourite colour and favourite category,
@@ -256,11 +332,10 @@ def _draw_interactions(
     users, chosen = [], []
     for user in range(n_users):
         liked_colours = [colours[i] for i in rng.choice(len(colours), rng.integers(1, 3), replace=False)]
-        liked_categories = [
-            categories[i] for i in rng.choice(len(categories), rng.integers(1, 3), replace=False)
-        ]
+        liked_categories = [categories[i] for i in rng.choice(len(categories), rng.integers(1, 3), replace=False)]
         liked = [
-            i for i, item in enumerate(items)
+            i
+            for i, item in enumerate(items)
             if item["colour"] in liked_colours and item["category"] in liked_categories
         ]
         n = int(rng.integers(11, 31)) if rng.random() < 0.85 else int(rng.integers(2, 11))
@@ -282,9 +357,7 @@ def _draw_interactions(
             had.add(pick)
             users.append(f"u{user + 1:0{width}d}")
             chosen.append(items[pick]["item_id"])
-    return pl.DataFrame(
-        {"user_id": users, "item_id": chosen}, schema={"user_id": pl.String, "item_id": pl.String}
-    )
+    return pl.DataFrame({"user_id": users, "item_id": chosen}, schema={"user_id": pl.String, "item_id": pl.String})
 
 
 def _preferred(rng: np.random.Generator, liked: list[str], every: list[str]) -> str:
@@ -365,7 +438,10 @@ def _contrast(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def _draw_pattern(
-    draw: ImageDraw.ImageDraw, pattern: str, base: tuple[int, int, int], size: int,
+    draw: ImageDraw.ImageDraw,
+    pattern: str,
+    base: tuple[int, int, int],
+    size: int,
     rng: np.random.Generator,
 ) -> None:
     ink = _contrast(base)
@@ -402,8 +478,11 @@ def _background(name: str, size: int, rng: np.random.Generator) -> Image.Image:
 
 
 def _draw_details(
-    draw: ImageDraw.ImageDraw, category: str, polygons: list[list[tuple[float, float]]],
-    ink: tuple[int, int, int], size: int,
+    draw: ImageDraw.ImageDraw,
+    category: str,
+    polygons: list[list[tuple[float, float]]],
+    ink: tuple[int, int, int],
+    size: int,
 ) -> None:
     """Small recognisable details in the outline colour (neckline, buttons, sole, seams)."""
     body = polygons[0]

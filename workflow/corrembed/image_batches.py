@@ -59,10 +59,16 @@ class Preprocess:
     std: tuple[float, float, float]
 
     @classmethod
-    def from_transform(cls, transform: Any) -> "Preprocess":
+    def from_transform(cls, transform: Any) -> Preprocess:
         """From an ``ImageClassification`` (what :func:`corrembed.models.build_transform` gives)."""
-        return cls(int(transform.resize_size[0]), int(transform.crop_size[0]), transform.interpolation,
-                   transform.antialias, tuple(transform.mean), tuple(transform.std))
+        return cls(
+            int(transform.resize_size[0]),
+            int(transform.crop_size[0]),
+            transform.interpolation,
+            transform.antialias,
+            tuple(transform.mean),
+            tuple(transform.std),
+        )
 
     def pil_pixels(self, image: Image.Image) -> torch.Tensor:
         """RGB PIL image -> resized, centre-cropped uint8 (3, crop, crop) (Pillow resize)."""
@@ -124,8 +130,10 @@ def jpeg_orientation(data: bytes) -> int | None:
 
 
 def _decode_error(path: str, exc: ImageReadError) -> CorrEmbedError:
-    return CorrEmbedError(f"cannot read image {path} ({exc.reason}); it decoded at ingest, so the "
-                          "file changed since: re-run the ingest stage")
+    return CorrEmbedError(
+        f"cannot read image {path} ({exc.reason}); it decoded at ingest, so the "
+        "file changed since: re-run the ingest stage"
+    )
 
 
 def read_pil_pixels(path: str, preprocess: Preprocess) -> torch.Tensor:
@@ -143,8 +151,9 @@ class ImageFileDataset(Dataset):
     torchvision decoder and ``decode_in_worker=False``, ``("jpeg", uint8 bytes (n,),
     orientation)`` for JPEGs, decoded later on the device (:func:`batch_to_device`)."""
 
-    def __init__(self, paths: Sequence[str], preprocess: Preprocess, *, decoder: str = "pil",
-                 decode_in_worker: bool = True):
+    def __init__(
+        self, paths: Sequence[str], preprocess: Preprocess, *, decoder: str = "pil", decode_in_worker: bool = True
+    ):
         if decoder not in DECODERS:
             raise CorrEmbedError(f"unknown decoder {decoder!r}; use one of {', '.join(DECODERS)}")
         self.paths = list(paths)
@@ -193,8 +202,14 @@ def collate_images(items: list[tuple[str, torch.Tensor, int]]) -> dict[str, Any]
     }
 
 
-def batch_to_device(batch: dict[str, Any], paths: Sequence[str], preprocess: Preprocess,
-                    device: torch.device, *, channels_last: bool = False) -> torch.Tensor:
+def batch_to_device(
+    batch: dict[str, Any],
+    paths: Sequence[str],
+    preprocess: Preprocess,
+    device: torch.device,
+    *,
+    channels_last: bool = False,
+) -> torch.Tensor:
     """A collated batch -> normalised float32 (b, 3, crop, crop) on ``device``.
 
     paths: the file of each row of this batch (for the Pillow fallback of JPEGs the device

@@ -125,12 +125,20 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
         raise ImageReadError(NOT_AN_IMAGE, "not a recognised image format") from None
     except Image.DecompressionBombError as exc:
         raise ImageReadError(TOO_LARGE, f"image too large to decode safely: {exc}") from None
-    except (OSError, SyntaxError, ValueError, EOFError, TypeError, KeyError, IndexError,
-            ZeroDivisionError, MemoryError) as exc:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        TypeError,
+        KeyError,
+        IndexError,
+        ZeroDivisionError,
+        MemoryError,
+    ) as exc:
         # Pillow's plugins raise a zoo of exception types for malformed files.
         raise ImageReadError(CORRUPT, f"truncated or corrupt image: {exc}") from None
-    return DecodedImage(rgb=rgb, data=data, source_mode=source_mode, n_frames=n_frames,
-                        exif_transposed=transposed)
+    return DecodedImage(rgb=rgb, data=data, source_mode=source_mode, n_frames=n_frames, exif_transposed=transposed)
 
 
 def load_rgb(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:

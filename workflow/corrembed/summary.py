@@ -1,12 +1,20 @@
-"""The results table: one row per model x layer x weighting (``results/summary.csv``)."""
+"""The results table: one row per model x layer x weighting (``results/summary.csv``).
+
+Built from the stages' typed records (:mod:`corrembed.records`): each model's
+:class:`~corrembed.records.EmbeddingMeta`, each score's :class:`~corrembed.records.ScoreRecord` and
+ingest's :class:`~corrembed.records.CatalogueReport`, whose structured counts (``n_rejected``,
+``set_aside_by_kind``, ...) give the catalogue columns.
+"""
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
+
+from .records import CatalogueReport, EmbeddingMeta, ScoreRecord
 
 SUMMARY_COLUMNS = (
     "model",
@@ -49,8 +57,10 @@ SUMMARY_COLUMNS = (
     "n_excluded_items",
 )
 
-#: Columns filled from the ingest report (report.json) rather than from scores or meta.
+#: Columns filled from the catalogue report (report.json) rather than from scores or meta:
+#: column -> CatalogueReport field.
 INGEST_COLUMNS = {
+    "n_rejected": "n_rejected",
     "n_items_set_aside": "n_dropped_items",
     "n_images_set_aside": "n_rejected_images",
     "n_duplicate_images": "n_duplicate_images",
@@ -78,62 +88,64 @@ def headline_weighting(sources: dict[str, str]) -> str:
 
 
 def summary_table(
-    scores: list[dict],
-    metas: dict[str, dict],
-    imagenet: dict[str, dict],
-    sources: dict[str, str],
-    n_rejected: int,
-    ingest_report: dict | None = None,
+    scores: Sequence[ScoreRecord],
+    metas: Mapping[str, EmbeddingMeta],
+    imagenet: Mapping[str, dict],
+    sources: Mapping[str, str],
+    catalogue: CatalogueReport | None = None,
 ) -> pl.DataFrame:
-    """Join scores with embedding metadata and ImageNet figures.
+    """Join scores with embedding metadata, ImageNet figures and the catalogue's counts.
 
-    scores: score records (each with ``model`` and ``weighting``; ``n_excluded_embeddings``
-    and ``n_excluded_items`` when the score stage excluded unusable embeddings); metas: model
-    -> meta.json; imagenet: model -> {acc1, acc5, num_params, gflops}; sources: weighting ->
-    weight source; n_rejected: catalogue rows set aside by ingest; ingest_report: the ingest
-    stage's report.json (counts of items/images set aside, duplicates, untagged items, and
-    ``set_aside_by_kind``, written as ``"kind=count;..."``).
+    scores: score records (the score stage's files); metas: model -> its embedding metadata;
+    imagenet: model -> {acc1, acc5, num_params, gflops}; sources: weighting -> weight source;
+    catalogue: ingest's report (rows set aside, items/images set aside, duplicates, untagged items,
+    and ``set_aside_by_kind`` written as ``"kind=count;..."``); None leaves those columns empty.
     """
-    ingest_report = ingest_report or {}
-    by_kind = ingest_report.get("set_aside_by_kind") or {}
-    ingest_values = {
-        column: ingest_report.get(key) for column, key in INGEST_COLUMNS.items()
-    }
-    ingest_values["set_aside_by_kind"] = ";".join(f"{k}={n}" for k, n in sorted(by_kind.items()))
-    headline = headline_weighting(sources)
+    catalogue_values: dict[str, object] = {column: None for column in INGEST_COLUMNS}
+    catalogue_values["set_aside_by_kind"] = ""
+    if catalogue is not None:
+        catalogue_values = {column: getattr(catalogue, key) for column, key in INGEST_COLUMNS.items()}
+        by_kind = catalogue.set_aside_by_kind
+        catalogue_values["set_aside_by_kind"] = ";".join(f"{k}={n}" for k, n in sorted(by_kind.items()))
+    headline = headline_weighting(dict(sources))
     rows = []
     for score in scores:
-        model, weighting = score["model"], score["weighting"]
+        model, weighting = score.model, score.weighting
         meta, metrics = metas[model], imagenet[model]
         rows.append(
             {
                 **{key: score.get(key) for key in SUMMARY_COLUMNS},
-                "arch": meta["arch"],
-                "weights": meta["weights"]["resolved"] or "random",
-                "layer": meta["layer"],
+                "arch": meta.arch,
+                "weights": meta.resolved_weights or "random",
+                "layer": meta.layer,
                 "weight_source": sources[weighting],
                 "headline": weighting == headline,
                 "imagenet_acc1": metrics.get("acc1"),
                 "imagenet_acc5": metrics.get("acc5"),
                 "num_params": metrics.get("num_params"),
                 "gflops": metrics.get("gflops"),
-                "dim": meta["dim"],
-                "device": meta["device"],
-                "images_per_second": meta.get("images_per_second"),
-                # How the embeddings were computed (older meta.json files lack these).
-                "precision": meta.get("precision", "fp32"),
-                "decoder": meta.get("decoder", "pil"),
-                "channels_last": meta.get("channels_last", False),
-                "compile": meta.get("compile", False),
-                "n_rejected": n_rejected,
-                **ingest_values,
-                "n_excluded_embeddings": score.get("n_excluded_embeddings", 0),
-                "n_excluded_items": score.get("n_excluded_items", 0),
+                "dim": meta.dim,
+                "device": meta.device,
+                "images_per_second": meta.images_per_second,
+                # How the embeddings were computed (EmbeddingMeta fills in older files' defaults).
+                "precision": meta.precision,
+                "decoder": meta.decoder,
+                "channels_last": meta.channels_last,
+                "compile": meta.compile,
+                **catalogue_values,
+                "n_excluded_embeddings": score.n_excluded_embeddings,
+                "n_excluded_items": score.n_excluded_items,
             }
         )
     return pl.DataFrame(rows, infer_schema_length=None).select(SUMMARY_COLUMNS)
 
 
-def read_scores(paths: list[str | os.PathLike]) -> list[dict]:
+def read_scores(paths: Sequence[str | os.PathLike]) -> list[ScoreRecord]:
     """Score records written by the score stage."""
-    return [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    return [ScoreRecord.read(p) for p in paths]
+
+
+def read_metas(paths: Sequence[str | os.PathLike]) -> dict[str, EmbeddingMeta]:
+    """model -> embedding metadata, from ``results/embeddings/{model}/meta.json`` paths (the
+    model name is the folder's name)."""
+    return {Path(p).parent.name: EmbeddingMeta.read(p) for p in paths}

@@ -5,7 +5,6 @@ rule summary:
         categories=expand(
             "results/tags/{weighting}/categories.csv", weighting=WEIGHTINGS
         ),
-        rejects="results/catalogue/rejects.csv",
         ingest_report="results/catalogue/report.json",
     output:
         report(

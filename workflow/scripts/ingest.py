@@ -7,7 +7,6 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the corrembed libra
 
 from corrembed.ingest import IngestOptions, ingest_catalogue
 from corrembed.joblog import job_logging
-from corrembed.storage import write_json
 
 with job_logging(snakemake.log[0], "ingest") as log:
     report = ingest_catalogue(
@@ -20,6 +19,5 @@ with job_logging(snakemake.log[0], "ingest") as log:
     )
     for line in report.warnings():
         log.warning("%s", line)
-    log.info("ingest: %d items, %d images kept; report: %s", report.n_items, report.n_images,
-             snakemake.output.report)
-    write_json(snakemake.output.report, report.to_dict())
+    log.info("ingest: %d items, %d images kept; report: %s", report.n_items, report.n_images, snakemake.output.report)
+    report.write(snakemake.output.report)
