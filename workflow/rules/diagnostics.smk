@@ -13,6 +13,8 @@ rule diagnostics_neighbours:
         sheet="results/diagnostics/models/{model}/neighbours.png",
     log:
         "logs/diagnostics/{model}/neighbours.log",
+    benchmark:
+        "logs/diagnostics/{model}/neighbours.benchmark.tsv"
     conda:
         "../../envs/corrembed.yaml"
     params:
@@ -53,6 +55,8 @@ rule diagnostics_map_figures:
         collage="results/diagnostics/models/{model}/collage.png",
     log:
         "logs/diagnostics/{model}/map_figures.log",
+    benchmark:
+        "logs/diagnostics/{model}/map_figures.benchmark.tsv"
     conda:
         "../../envs/corrembed.yaml"
     params:
@@ -93,6 +97,8 @@ rule diagnostics_comparison:
         plot="results/diagnostics/comparison/{weighting}/ranking.png",
     log:
         "logs/diagnostics/comparison/{weighting}.log",
+    benchmark:
+        "logs/diagnostics/comparison/{weighting}.benchmark.tsv"
     localrule: True
     conda:
         "../../envs/corrembed.yaml"
@@ -120,6 +126,8 @@ rule diagnostics_model_figures:
         scatter="results/diagnostics/comparison/{weighting}/corrembed_vs_ndcg.png",
     log:
         "logs/diagnostics/comparison/{weighting}.figures.log",
+    benchmark:
+        "logs/diagnostics/comparison/{weighting}.figures.benchmark.tsv"
     localrule: True
     conda:
         "../../envs/corrembed.yaml"
@@ -141,6 +149,8 @@ rule diagnostics_best_vs_worst:
         "results/diagnostics/comparison/{weighting}/best_vs_worst.png",
     log:
         "logs/diagnostics/comparison/{weighting}.best_vs_worst.log",
+    benchmark:
+        "logs/diagnostics/comparison/{weighting}.best_vs_worst.benchmark.tsv"
     conda:
         "../../envs/corrembed.yaml"
     params:
@@ -156,6 +166,8 @@ rule diagnostics_report:
         "results/diagnostics/report.html",
     log:
         "logs/diagnostics/report.log",
+    benchmark:
+        "logs/diagnostics/report.benchmark.tsv"
     localrule: True
     conda:
         "../../envs/corrembed.yaml"

@@ -215,3 +215,29 @@ def align_per_anchor(
         name: order.join(t.select("item_id", column), on="item_id", how="left")[column].to_numpy().astype(np.float64)
         for name, t in tables.items()
     }
+
+
+def with_rank_columns(summary: pl.DataFrame, rankings: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """``summary`` plus ``rank`` and ``tied_with`` for each (model, weighting).
+
+    rankings: weighting -> that weighting's ranking table (model, rank, tied_with as a list or a
+    ";"-joined string, as ``ranking.csv`` holds it). Rows without a ranking get nulls.
+    """
+    parts = []
+    for weighting, table in rankings.items():
+        tied = table["tied_with"]
+        if tied.dtype == pl.List(pl.String):
+            tied = tied.list.join(";")
+        parts.append(
+            pl.DataFrame(
+                {
+                    "model": table["model"].cast(pl.String),
+                    "weighting": [weighting] * table.height,
+                    "rank": table["rank"].cast(pl.Int64),
+                    "tied_with": tied.cast(pl.String).fill_null(""),
+                }
+            )
+        )
+    if not parts:
+        return summary.with_columns(rank=pl.lit(None, pl.Int64), tied_with=pl.lit(None, pl.String))
+    return summary.join(pl.concat(parts), on=["model", "weighting"], how="left")

@@ -68,11 +68,13 @@ def _weighting_section(root: Path, weighting: str, models: list[str], is_headlin
     ranking = pl.read_csv(comp / "ranking.csv")
     pairs = pl.read_csv(comp / "pairs.csv")
     retrieval = pl.concat([pl.read_csv(root / "models" / m / f"{weighting}.retrieval.csv") for m in models])
-    wide = retrieval.with_columns(
-        column=pl.when(pl.col("category") == "")
-        .then(pl.col("metric"))
-        .otherwise(pl.col("metric") + " " + pl.col("category"))
-    ).pivot(on="column", index="model", values="mean")
+    # One row per metric (and category), one column per model: "mean [low, high]".
+    category = pl.col("category").cast(pl.String).fill_null("")
+    labelled = retrieval.with_columns(
+        metric=pl.when(category == "").then(pl.col("metric")).otherwise(pl.col("metric") + " " + category),
+        value=pl.format("{} [{}, {}]", pl.col("mean").round(3), pl.col("ci_low").round(3), pl.col("ci_high").round(3)),
+    )
+    wide = labelled.pivot(on="model", index="metric", values="value", maintain_order=True)
     k = int(retrieval["k"][0])
     title = f"Comparing models ({weighting} tag vectors{', the headline' if is_headline else ''})"
     return Section(
@@ -85,9 +87,10 @@ def _weighting_section(root: Path, weighting: str, models: list[str], is_headlin
             Table(pairs, "Every pair: difference (model_a - model_b) with interval, p-value, adjusted p, tied."),
             Table(
                 wide,
-                f"Retrieval at k = {k} over the same anchors as queries: ndcg = nDCG@{k} with the tag "
-                f"similarity as graded relevance; precision/map <category> = precision@{k} and mAP@{k} "
-                "where an item is relevant if it shares the query's value of that category.",
+                f"Retrieval at k = {k}, mean [95 % interval] over the same anchors as queries: ndcg = "
+                f"nDCG@{k} with the tag similarity as graded relevance; precision/map <category> = "
+                f"precision@{k} and mAP@{k}, an item being relevant if it shares the query's value of that "
+                "category.",
             ),
         ],
         figures=[
