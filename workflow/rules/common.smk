@@ -112,6 +112,15 @@ def diagnostics_settings(*keys):
     return canonical({k: section[k] for k in (keys or section)})
 
 
+def diagnostics_rankings():
+    """Each weighting's model ranking for the summary's rank columns (none when diagnostics are off)."""
+    if not config["diagnostics"]["enabled"]:
+        return []
+    return expand(
+        "results/diagnostics/comparison/{weighting}/ranking.csv", weighting=WEIGHTINGS
+    )
+
+
 def diagnostics_report_inputs(wildcards):
     model_files = ("neighbours.png", "map.png", "collage.png")
     comparison_files = (

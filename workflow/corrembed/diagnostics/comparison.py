@@ -218,10 +218,11 @@ def align_per_anchor(
 
 
 def with_rank_columns(summary: pl.DataFrame, rankings: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    """``summary`` plus ``rank`` and ``tied_with`` for each (model, weighting).
+    """``summary`` with its ``rank`` and ``tied_with`` columns filled for each (model, weighting).
 
     rankings: weighting -> that weighting's ranking table (model, rank, tied_with as a list or a
-    ";"-joined string, as ``ranking.csv`` holds it). Rows without a ranking get nulls.
+    ";"-joined string, as ``ranking.csv`` holds it). Rows without a ranking get nulls; the column
+    order of ``summary`` is kept (the columns are added at the end when it lacks them).
     """
     parts = []
     for weighting, table in rankings.items():
@@ -238,6 +239,8 @@ def with_rank_columns(summary: pl.DataFrame, rankings: dict[str, pl.DataFrame]) 
                 }
             )
         )
+    columns = list(dict.fromkeys([*summary.columns, "rank", "tied_with"]))
+    base = summary.drop(["rank", "tied_with"], strict=False)
     if not parts:
-        return summary.with_columns(rank=pl.lit(None, pl.Int64), tied_with=pl.lit(None, pl.String))
-    return summary.join(pl.concat(parts), on=["model", "weighting"], how="left")
+        return base.with_columns(rank=pl.lit(None, pl.Int64), tied_with=pl.lit(None, pl.String)).select(columns)
+    return base.join(pl.concat(parts), on=["model", "weighting"], how="left").select(columns)
