@@ -16,6 +16,7 @@ from scipy.stats import pearsonr, spearmanr
 
 from corrembed import score
 from corrembed.errors import ScoringError
+from corrembed.records import ScoreRecord
 from corrembed.score import backends, pearson, prepare, threads
 from corrembed.score_files import write_score
 
@@ -695,9 +696,19 @@ def test_write_score_stores_drawn_anchor_ids(tmp_path, report):
 
     x, tags, rep = report
     ids = np.array([f"item-{i:04d}" for i in range(len(x))])
-    write_score(rep, tmp_path / "score.json", tmp_path / "anchors.parquet", item_ids=ids, extra={"model": "m"})
+    write_score(
+        rep,
+        tmp_path / "score.json",
+        tmp_path / "anchors.parquet",
+        item_ids=ids,
+        extra={"model": "m", "weighting": "binary"},
+    )
     written = json.loads((tmp_path / "score.json").read_text())
     assert written["model"] == "m" and written["corrembed"] == rep.corrembed and written["seed"] == 5
+    # Written through the typed record: it reads back through the same type, versioned.
+    record = ScoreRecord.read(tmp_path / "score.json")
+    assert written["schema_version"] == record.schema_version == ScoreRecord.SCHEMA_VERSION
+    assert (record.model, record.weighting, record.corrembed) == ("m", "binary", rep.corrembed)
     table = pl.read_parquet(tmp_path / "anchors.parquet")
     assert table.columns == ["anchor", "item_id", "r_pearson", "r_spearman"]
     np.testing.assert_array_equal(table["anchor"].to_numpy(), score.resolve_anchors(300, len(x), 5))
