@@ -28,6 +28,10 @@ SUMMARY_COLUMNS = (
     "corrembed",
     "ci_low",
     "ci_high",
+    # Filled from the diagnostics' paired model comparison (empty when diagnostics are off):
+    # rank by CorrEmbed within the weighting, and the models not significantly different.
+    "rank",
+    "tied_with",
     "allpairs_pearson",
     "anchor_spearman",
     "allpairs_spearman",

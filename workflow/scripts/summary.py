@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the corrembed libra
 
 import polars as pl
 
+from corrembed.diagnostics.comparison import with_rank_columns
 from corrembed.joblog import job_logging
 from corrembed.models import imagenet_acc1_kind, imagenet_metadata, parse_model_spec
 from corrembed.records import CatalogueReport
@@ -24,5 +25,8 @@ with job_logging(snakemake.log[0], "summary") as log:
     # Rows set aside and their kinds come from ingest's report (structured counts).
     catalogue = CatalogueReport.read(snakemake.input.ingest_report)
     table = summary_table(read_scores(snakemake.input.scores), metas, imagenet, sources, catalogue)
+    # Ranks and tied sets from the diagnostics' paired comparison (results/diagnostics/comparison/).
+    rankings = {Path(p).parent.name: pl.read_csv(p) for p in snakemake.input.get("rankings", [])}
+    table = with_rank_columns(table, rankings)
     log.info("summary:\n%s", table)
     write_table(snakemake.output[0], table)
