@@ -357,6 +357,8 @@ def main() -> None:
     print(f"Machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; d={args.dim}\n")
     print("| n | stage | wall s | CPU s | peak RSS MiB | above start MiB | notes |")
     print("|---|---|---|---|---|---|---|")
+    if args.work:
+        Path(args.work).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         work = Path(tmp) / "catalogue"
         if args.n:
