@@ -27,8 +27,22 @@ from corrembed.models import build_model, build_transform
 # Small crops keep the CPU tests fast; the override path is exercised on the way.
 RANDOM_R18 = {"arch": "resnet18", "weights": None, "transforms": {"resize_size": 128, "crop_size": 112}}
 META_KEYS = {
-    "model", "arch", "weights", "layer", "dim", "transforms", "device", "device_name", "dtype",
-    "n_images", "seconds", "images_per_second", "peak_memory", "versions", "batch_size", "num_workers",
+    "model",
+    "arch",
+    "weights",
+    "layer",
+    "dim",
+    "transforms",
+    "device",
+    "device_name",
+    "dtype",
+    "n_images",
+    "seconds",
+    "images_per_second",
+    "peak_memory",
+    "versions",
+    "batch_size",
+    "num_workers",
 }
 
 
@@ -55,8 +69,17 @@ def jpeg_images(tmp_path_factory) -> pl.DataFrame:
 def random_r18_run(jpeg_images, tmp_path_factory):
     out = tmp_path_factory.mktemp("emb")
     lines: list[str] = []
-    meta = embed_images(jpeg_images, RANDOM_R18, out, model_name="r18rand", torch_home=None,
-                        batch_size=5, device="cpu", progress=lines.append, log_every=1)
+    meta = embed_images(
+        jpeg_images,
+        RANDOM_R18,
+        out,
+        model_name="r18rand",
+        torch_home=None,
+        batch_size=5,
+        device="cpu",
+        progress=lines.append,
+        log_every=1,
+    )
     return out, meta, lines
 
 
@@ -114,8 +137,16 @@ def test_progress_lines(random_r18_run):
 
 def test_cpu_runs_are_deterministic(jpeg_images, random_r18_run, tmp_path):
     out, _, _ = random_r18_run
-    embed_images(jpeg_images, RANDOM_R18, tmp_path, model_name="r18rand", torch_home=None,
-                 batch_size=5, device="cpu", progress=lambda line: None)
+    embed_images(
+        jpeg_images,
+        RANDOM_R18,
+        tmp_path,
+        model_name="r18rand",
+        torch_home=None,
+        batch_size=5,
+        device="cpu",
+        progress=lambda line: None,
+    )
     first, second = read_embeddings(out).vectors, read_embeddings(tmp_path).vectors
     assert np.array_equal(first, second)
 
@@ -128,10 +159,20 @@ def test_enum_weights_from_cache_and_graph_node_layer(jpeg_images, tmp_path):
         torch.save(resnet18().state_dict(), cache)
     spec = {"arch": "resnet18", "weights": "IMAGENET1K_V1", "layer": "layer2"}
     images = jpeg_images.head(3)
-    meta = embed_images(images, spec, tmp_path / "out", model_name="r18v1", torch_home=tmp_path / "th",
-                        device="cpu", progress=lambda line: None)
-    assert meta["weights"] == {"configured": "IMAGENET1K_V1", "resolved": "ResNet18_Weights.IMAGENET1K_V1",
-                               "kind": "torchvision"}
+    meta = embed_images(
+        images,
+        spec,
+        tmp_path / "out",
+        model_name="r18v1",
+        torch_home=tmp_path / "th",
+        device="cpu",
+        progress=lambda line: None,
+    )
+    assert meta["weights"] == {
+        "configured": "IMAGENET1K_V1",
+        "resolved": "ResNet18_Weights.IMAGENET1K_V1",
+        "kind": "torchvision",
+    }
     assert meta["transforms"]["base"] == "ResNet18_Weights.IMAGENET1K_V1.transforms()"
     assert meta["dim"] == 128 and meta["layer"] == "layer2"
     model = build_model(spec, torch_home=tmp_path / "th")
@@ -148,11 +189,13 @@ def test_failed_run_leaves_no_stale_meta(jpeg_images, random_r18_run, tmp_path):
     target = tmp_path / "emb"
     target.mkdir()
     (target / "meta.json").write_text((out / "meta.json").read_text())
-    broken = pl.concat([jpeg_images.head(2),
-                        pl.DataFrame({"item_id": ["gone"], "image": [str(tmp_path / "gone.jpg")]})])
+    broken = pl.concat(
+        [jpeg_images.head(2), pl.DataFrame({"item_id": ["gone"], "image": [str(tmp_path / "gone.jpg")]})]
+    )
     with pytest.raises(CorrEmbedError, match="gone.jpg"):
-        embed_images(broken, RANDOM_R18, target, model_name="m", torch_home=None, device="cpu",
-                     progress=lambda line: None)
+        embed_images(
+            broken, RANDOM_R18, target, model_name="m", torch_home=None, device="cpu", progress=lambda line: None
+        )
     assert not (target / "meta.json").exists()
     assert not (target / "part-00000.parquet").exists()
 
@@ -172,10 +215,17 @@ def test_input_errors(jpeg_images, tmp_path):
 def test_real_checkpoint_on_real_images(mobilenet_checkpoint, fashion_dir, tmp_path):
     ids = sorted(p.stem for p in (fashion_dir / "images").glob("*.jpg"))[:6]
     images = pl.DataFrame({"item_id": ids, "image": [str(fashion_dir / "images" / f"{i}.jpg") for i in ids]})
-    spec = {"arch": "mobilenet_v2", "weights": str(mobilenet_checkpoint),
-            "transforms": {"mean": 0.5, "std": 0.5}}
-    meta = embed_images(images, spec, tmp_path, model_name="mnv2", torch_home=None, batch_size=4,
-                        device="cpu", progress=lambda line: None)
+    spec = {"arch": "mobilenet_v2", "weights": str(mobilenet_checkpoint), "transforms": {"mean": 0.5, "std": 0.5}}
+    meta = embed_images(
+        images,
+        spec,
+        tmp_path,
+        model_name="mnv2",
+        torch_home=None,
+        batch_size=4,
+        device="cpu",
+        progress=lambda line: None,
+    )
     assert meta["dim"] == 1280 and meta["weights"]["kind"] == "checkpoint"
     assert meta["transforms"]["mean"] == [0.5] * 3 and meta["transforms"]["std"] == [0.5] * 3
     emb = read_embeddings(tmp_path)
@@ -200,11 +250,19 @@ def test_real_checkpoint_on_real_images(mobilenet_checkpoint, fashion_dir, tmp_p
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu(jpeg_images, random_r18_run, tmp_path):
     out, _, _ = random_r18_run
-    meta = embed_images(jpeg_images, RANDOM_R18, tmp_path, model_name="r18rand", torch_home=None,
-                        batch_size=5, device="cuda", num_workers=2, progress=lambda line: None)
+    meta = embed_images(
+        jpeg_images,
+        RANDOM_R18,
+        tmp_path,
+        model_name="r18rand",
+        torch_home=None,
+        batch_size=5,
+        device="cuda",
+        num_workers=2,
+        progress=lambda line: None,
+    )
     assert meta["device"].startswith("cuda:") and meta["peak_memory"]["cuda_max_allocated_bytes"] > 0
-    np.testing.assert_allclose(read_embeddings(tmp_path).vectors, read_embeddings(out).vectors,
-                               rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(read_embeddings(tmp_path).vectors, read_embeddings(out).vectors, rtol=1e-3, atol=1e-3)
 
 
 # --------------------------------------------------------------------------- input pipeline
@@ -266,9 +324,18 @@ def test_torchvision_decoder_close_to_pil_and_falls_back(jpeg_images, tmp_path):
 
 def test_torchvision_decoder_end_to_end_on_cpu(jpeg_images, random_r18_run, tmp_path):
     out, _, _ = random_r18_run
-    meta = embed_images(jpeg_images, RANDOM_R18, tmp_path, model_name="r18rand", torch_home=None,
-                        batch_size=5, device="cpu", decoder="torchvision", channels_last=True,
-                        progress=lambda line: None)
+    meta = embed_images(
+        jpeg_images,
+        RANDOM_R18,
+        tmp_path,
+        model_name="r18rand",
+        torch_home=None,
+        batch_size=5,
+        device="cpu",
+        decoder="torchvision",
+        channels_last=True,
+        progress=lambda line: None,
+    )
     assert meta["decoder"] == "torchvision" and meta["channels_last"] is True
     a, b = read_embeddings(tmp_path).vectors, read_embeddings(out).vectors
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
@@ -277,16 +344,28 @@ def test_torchvision_decoder_end_to_end_on_cpu(jpeg_images, random_r18_run, tmp_
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("options", [
-    {"precision": "bf16", "channels_last": True},
-    {"precision": "fp16"},
-    {"decoder": "torchvision", "num_workers": 2},
-    {"precision": "bf16", "compile": True},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"precision": "bf16", "channels_last": True},
+        {"precision": "fp16"},
+        {"decoder": "torchvision", "num_workers": 2},
+        {"precision": "bf16", "compile": True},
+    ],
+)
 def test_cuda_options_close_to_cpu_fp32(jpeg_images, random_r18_run, tmp_path, options):
     out, _, _ = random_r18_run
-    meta = embed_images(jpeg_images, RANDOM_R18, tmp_path, model_name="r18rand", torch_home=None,
-                        batch_size=5, device="cuda", progress=lambda line: None, **options)
+    meta = embed_images(
+        jpeg_images,
+        RANDOM_R18,
+        tmp_path,
+        model_name="r18rand",
+        torch_home=None,
+        batch_size=5,
+        device="cuda",
+        progress=lambda line: None,
+        **options,
+    )
     for key in ("precision", "decoder", "channels_last", "compile"):
         if key in options:
             assert meta[key] == options[key]

@@ -39,8 +39,17 @@ def _make_images(folder, count, seed):
 
 def _run(images, out, cache, **kwargs):
     kwargs.setdefault("batch_size", 4)
-    return embed_images(images, SPEC, out, model_name="mnv3", torch_home=None, device="cpu",
-                        cache_dir=cache, progress=lambda line: None, **kwargs)
+    return embed_images(
+        images,
+        SPEC,
+        out,
+        model_name="mnv3",
+        torch_home=None,
+        device="cpu",
+        cache_dir=cache,
+        progress=lambda line: None,
+        **kwargs,
+    )
 
 
 @pytest.fixture()
@@ -136,7 +145,7 @@ def test_cache_fetch_across_segments_and_row_groups(tmp_path):
     shas = [f"h{k}" for k in range(700)]
     with cache.writer(5, segment_rows=300) as writer:
         for start in range(0, 700, 50):
-            writer.add(shas[start:start + 50], vectors[start:start + 50])
+            writer.add(shas[start : start + 50], vectors[start : start + 50])
     assert len(sorted(cache.directory.glob("seg-*.parquet"))) == 3
     reopened = EmbeddingCache(tmp_path, identity)
     order = rng.permutation(700)[:400]

@@ -20,7 +20,10 @@ TARGET = "results/embeddings/mnv3/part-00000.parquet"
 
 def _config(**embed):
     return demo_config(
-        n_items=24, n_users=20, seed=2, weightings=None,
+        n_items=24,
+        n_users=20,
+        seed=2,
+        weightings=None,
         embed={"batch_size": 4, "num_workers": 0, "device": "cpu", "threads": 1, **embed},
         models={"mnv3": random_model("mobilenet_v3_small", 72, 64)},
     )
@@ -38,8 +41,12 @@ def test_shards_merge_cache_and_precision(tmp_path):
     write_config(tmp_path, _config(shards=2))
     check(snakemake(tmp_path, "--cores", "2", TARGET))
     shards = sorted(p.name for p in (tmp_path / "results/embeddings/mnv3/shards").iterdir())
-    assert shards == ["shard-00000-of-00002.json", "shard-00000-of-00002.parquet",
-                      "shard-00001-of-00002.json", "shard-00001-of-00002.parquet"]
+    assert shards == [
+        "shard-00000-of-00002.json",
+        "shard-00000-of-00002.parquet",
+        "shard-00001-of-00002.json",
+        "shard-00001-of-00002.parquet",
+    ]
     first = _meta(tmp_path)
     n = first["n_images"]
     assert first["shards"] == 2 and first["n_embedded"] == n and n >= 24

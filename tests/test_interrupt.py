@@ -12,15 +12,17 @@ import subprocess
 import time
 
 import polars as pl
-from polars.testing import assert_frame_equal
 import pytest
+from polars.testing import assert_frame_equal
 
 from workflow_runner import REPO, SNAKEMAKE, check, demo_config, random_model, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
 SMALL = demo_config(
-    n_items=40, n_users=30, seed=5,
+    n_items=40,
+    n_users=30,
+    seed=5,
     embed={"batch_size": 4, "num_workers": 0, "device": "cpu", "threads": 1},
     models={"mnv3_random": random_model("mobilenet_v3_small", 128, 112)},
     scoring={"anchors": "all", "bootstrap": 50},
@@ -35,10 +37,25 @@ def _summary(directory) -> pl.DataFrame:
 
 def _interrupt_when(directory, started: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """Start snakemake, send SIGINT (Ctrl-C) to its process group once ``started`` exists."""
-    command = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(directory),
-               "--configfile", str(directory / "config.yaml"), "--cores", "1"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    command = [
+        str(SNAKEMAKE),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(directory),
+        "--configfile",
+        str(directory / "config.yaml"),
+        "--cores",
+        "1",
+    ]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     deadline = time.monotonic() + timeout
     try:
         while not (directory / started).exists():

@@ -17,10 +17,17 @@ from corrembed.plots import _overlap, _place_labels, _point_candidates, plot_cor
 
 # The paper's reference values (SPEC.md), as a crowded, realistic figure.
 PAPER = [
-    ("alexnet", 56.5, 0.146), ("googlenet", 69.8, 0.212), ("resnet18", 69.8, 0.214),
-    ("resnet50_v1", 76.1, 0.225), ("resnet50_v2", 80.9, 0.250), ("resnet152_v2", 82.3, 0.256),
-    ("convnext_large", 84.4, 0.266), ("efficientnet_v2_l", 85.8, 0.366),
-    ("regnet_y_32gf_swag", 86.8, 0.341), ("vit_h_14_swag", 88.6, 0.362), ("maxvit_t", 83.7, 0.199),
+    ("alexnet", 56.5, 0.146),
+    ("googlenet", 69.8, 0.212),
+    ("resnet18", 69.8, 0.214),
+    ("resnet50_v1", 76.1, 0.225),
+    ("resnet50_v2", 80.9, 0.250),
+    ("resnet152_v2", 82.3, 0.256),
+    ("convnext_large", 84.4, 0.266),
+    ("efficientnet_v2_l", 85.8, 0.366),
+    ("regnet_y_32gf_swag", 86.8, 0.341),
+    ("vit_h_14_swag", 88.6, 0.362),
+    ("maxvit_t", 83.7, 0.199),
     ("resnet50_random", None, 0.05),
 ]
 
@@ -56,11 +63,7 @@ def test_figure_written_as_png_and_svg(tmp_path):
 
 
 @settings(max_examples=15, deadline=None)
-@given(
-    st.lists(
-        st.tuples(st.floats(60, 90), st.floats(0.1, 0.4)), min_size=2, max_size=8, unique=True
-    )
-)
+@given(st.lists(st.tuples(st.floats(60, 90), st.floats(0.1, 0.4)), min_size=2, max_size=8, unique=True))
 def test_point_labels_do_not_overlap_when_there_is_room(points):
     fig, ax = plt.subplots(figsize=(10, 8))
     ax.set_xlim(50, 100)
@@ -70,9 +73,7 @@ def test_point_labels_do_not_overlap_when_there_is_room(points):
     boxes = _place_labels(ax, labels)
     # Few labels on a large canvas: a clash-free placement exists unless points nearly coincide.
     xy = ax.transData.transform(np.array(points))
-    well_apart = all(
-        np.abs(a - b).max() > 40 for a, b in itertools.combinations(xy, 2)
-    )
+    well_apart = all(np.abs(a - b).max() > 40 for a, b in itertools.combinations(xy, 2))
     if well_apart:
         for a, b in itertools.combinations(boxes, 2):
             assert _overlap(a, b) == 0

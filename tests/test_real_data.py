@@ -49,9 +49,19 @@ def test_pretrained_beats_random_init_beats_controls(real_summary):
     assert headline["weighting"].unique().to_list() == ["binary"]  # no interactions log
     scores = dict(zip(headline["model"], headline["corrembed"]))
     print("\nreal-data CorrEmbed (binary tags, all anchors):", scores)
-    print(real_summary.select("model", "weighting", "corrembed", "ci_low", "ci_high",
-                              "allpairs_pearson", "anchor_spearman", "allpairs_spearman",
-                              *CONTROLS))
+    print(
+        real_summary.select(
+            "model",
+            "weighting",
+            "corrembed",
+            "ci_low",
+            "ci_high",
+            "allpairs_pearson",
+            "anchor_spearman",
+            "allpairs_spearman",
+            *CONTROLS,
+        )
+    )
     pairs = (("mobilenet_v2_coral", "mobilenet_v2_random"), ("efficientnet_lite0", "efficientnet_lite0_random"))
     for pretrained, random_init in pairs:
         assert scores[pretrained] > scores[random_init] + 0.05

@@ -23,7 +23,9 @@ from workflow_runner import REPO, SNAKEMAKE, demo_config, random_model
 pytestmark = pytest.mark.slow
 
 TINY = demo_config(
-    n_items=40, n_users=30, seed=4,
+    n_items=40,
+    n_users=30,
+    seed=4,
     embed={"batch_size": 16, "num_workers": 0, "device": "auto", "threads": 1},
     models={
         "r18": random_model("resnet18", 64, 56),
@@ -53,11 +55,20 @@ class Workspace:
     def snakemake(self, config: dict, *args: str) -> subprocess.CompletedProcess:
         config_path = self.run_dir / "config.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        command = [str(SNAKEMAKE), "--snakefile", str(self.workflow / "Snakefile"),
-                   "--directory", str(self.run_dir), "--configfile", str(config_path),
-                   "--replace-workflow-config", *args]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        command = [
+            str(SNAKEMAKE),
+            "--snakefile",
+            str(self.workflow / "Snakefile"),
+            "--directory",
+            str(self.run_dir),
+            "--configfile",
+            str(config_path),
+            "--replace-workflow-config",
+            *args,
+        ]
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
         assert result.returncode == 0, f"snakemake failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
         return result
 
@@ -68,7 +79,7 @@ class Workspace:
 
 
 def planned_jobs(output: str) -> dict[str, str]:
-    """"rule[model,weighting]" -> reason for each job in a dry run's output.
+    """ "rule[model,weighting]" -> reason for each job in a dry run's output.
 
     Every rule that makes a model's embeddings (embed, and any per-shard or merge step: a rule
     whose name holds "embed") is named "embed[model]", so that the claims below hold however
@@ -77,9 +88,7 @@ def planned_jobs(output: str) -> dict[str, str]:
     jobs = {}
     for rule, body in re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n?)*)", output, re.MULTILINE):
         fields = dict(re.findall(r"^    (\w+): (.*)$", body, re.MULTILINE))
-        wildcards = dict(
-            part.split("=", 1) for part in fields.get("wildcards", "").split(", ") if part
-        )
+        wildcards = dict(part.split("=", 1) for part in fields.get("wildcards", "").split(", ") if part)
         if "embed" in rule:
             rule, wildcards = "embed", {"model": wildcards["model"]}
         values = ",".join(wildcards.values())
@@ -167,20 +176,23 @@ def test_changing_the_run_wide_precision_re_embeds_every_model_and_nothing_upstr
     expect(planned, every_model | DOWNSTREAM, set().union(*map(model_checks, TINY["models"])))
 
 
-@pytest.mark.parametrize("change", [
-    {"embed.batch_size": 7},
-    {"embed.num_workers": 1},
-    {"embed.device": "cpu"},
-    {"embed.threads": 2},
-    {"embed.resources": {"gpu": 0, "mem_mb": 999, "runtime": 5}},
-    {"models.mnv3.imagenet": None},  # absent stays absent: a no-op edit
-], ids=["batch_size", "num_workers", "device", "threads", "cluster_resources", "noop"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"embed.batch_size": 7},
+        {"embed.num_workers": 1},
+        {"embed.device": "cpu"},
+        {"embed.threads": 2},
+        {"embed.resources": {"gpu": 0, "mem_mb": 999, "runtime": 5}},
+        {"models.mnv3.imagenet": None},  # absent stays absent: a no-op edit
+    ],
+    ids=["batch_size", "num_workers", "device", "threads", "cluster_resources", "noop"],
+)
 def test_run_settings_rerun_nothing(workspace, change):
     assert workspace.planned(edited(**change)) == {}
 
 
-def test_rewriting_the_config_in_another_key_order_or_with_explicit_defaults_reruns_nothing(
-        workspace):
+def test_rewriting_the_config_in_another_key_order_or_with_explicit_defaults_reruns_nothing(workspace):
     def reorder(value):
         if isinstance(value, dict):
             return {key: reorder(value[key]) for key in reversed(list(value))}
@@ -192,12 +204,16 @@ def test_rewriting_the_config_in_another_key_order_or_with_explicit_defaults_rer
     assert workspace.planned(config) == {}
 
 
-@pytest.mark.parametrize("change", [
-    {"scoring.anchors": 25},
-    {"scoring.seed": 7},
-    {"scoring.include_self": True},
-    {"scoring.bootstrap": 20},
-], ids=["anchors", "seed", "include_self", "bootstrap"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"scoring.anchors": 25},
+        {"scoring.seed": 7},
+        {"scoring.include_self": True},
+        {"scoring.bootstrap": 20},
+    ],
+    ids=["anchors", "seed", "include_self", "bootstrap"],
+)
 def test_scoring_settings_rerun_scores_and_summary_only(workspace, change):
     planned = workspace.planned(edited(**change))
     scores = {f"score[{m},{w}]" for m in TINY["models"] for w in ("binary", "entropy")}
@@ -205,8 +221,10 @@ def test_scoring_settings_rerun_scores_and_summary_only(workspace, change):
 
 
 def test_adding_a_model_embeds_only_that_model(workspace):
-    models = {**TINY["models"], "r18_small": {"arch": "resnet18", "weights": None,
-                                              "transforms": {"resize_size": 48, "crop_size": 40}}}
+    models = {
+        **TINY["models"],
+        "r18_small": {"arch": "resnet18", "weights": None, "transforms": {"resize_size": 48, "crop_size": 40}},
+    }
     planned = workspace.planned(edited(models=models))
     expect(planned, model_jobs("r18_small") | DOWNSTREAM, model_checks("r18_small"))
 
@@ -216,10 +234,14 @@ def test_removing_a_model_reruns_only_the_summary_and_plots(workspace):
     expect(planned, DOWNSTREAM)
 
 
-@pytest.mark.parametrize("change", [
-    {"tags.exclude_categories": ["colour"]},
-    {"tags.min_user_interactions": 3},
-], ids=["exclude_categories", "min_user_interactions"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"tags.exclude_categories": ["colour"]},
+        {"tags.min_user_interactions": 3},
+    ],
+    ids=["exclude_categories", "min_user_interactions"],
+)
 def test_tag_settings_rerun_tags_scores_and_summary_without_embedding(workspace, change):
     planned = workspace.planned(edited(**change))
     tags = {f"tags[{w}]" for w in ("binary", "entropy")}
@@ -272,4 +294,3 @@ def test_editing_a_plotting_script_reruns_only_the_plots(workspace, tmp_path_fac
         script.write_bytes(original)
         later = time.time() - 3600  # older than every output again, as before the edit
         os.utime(script, (later, later))
-

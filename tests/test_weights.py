@@ -35,6 +35,7 @@ def _serving(payload: bytes, calls: list):
     def fake_urlopen(url, timeout=None):
         calls.append((url, timeout))
         return _FakeResponse(payload)
+
     return fake_urlopen
 
 
@@ -67,6 +68,7 @@ def test_offline_error_names_file_url_folder_and_remedies(tmp_path, monkeypatch)
 def test_no_download_when_disabled(tmp_path, monkeypatch):
     def must_not_be_called(url, timeout=None):
         raise AssertionError("urlopen called although downloads are disabled")
+
     monkeypatch.setattr(weights_module, "urlopen", must_not_be_called)
     with pytest.raises(WeightsUnavailableError, match="downloads are disabled"):
         ensure_weights(R50, tmp_path, model_name="m", allow_download=False)
@@ -77,9 +79,14 @@ def test_present_cache_file_is_used_without_network(tmp_path, monkeypatch):
     path, state = _fake_cache_file(tmp_path)
     record = ensure_weights(R18_V1, tmp_path, model_name="r18")
     assert record == {
-        "model": "r18", "arch": "resnet18", "weights": "IMAGENET1K_V1",
-        "resolved": "ResNet18_Weights.IMAGENET1K_V1", "kind": "torchvision",
-        "path": str(path), "bytes": path.stat().st_size, "sha256": None,
+        "model": "r18",
+        "arch": "resnet18",
+        "weights": "IMAGENET1K_V1",
+        "resolved": "ResNet18_Weights.IMAGENET1K_V1",
+        "kind": "torchvision",
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "sha256": None,
     }
     loaded = load_state_dict_offline(R18_V1, tmp_path, model_name="r18")
     assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)

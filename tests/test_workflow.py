@@ -18,7 +18,9 @@ from workflow_runner import check, demo_config, random_model, snakemake, write_c
 pytestmark = pytest.mark.slow
 
 TINY = demo_config(
-    n_items=48, n_users=40, seed=3,
+    n_items=48,
+    n_users=40,
+    seed=3,
     embed={"batch_size": 16, "num_workers": 0, "device": "auto", "threads": 2},
     models={
         "resnet18_random": {"arch": "resnet18", "weights": None},
@@ -58,15 +60,12 @@ def test_all_outputs_exist_with_documented_columns(tiny_run):
         assert shard.column_names == ["item_id", "image", "embedding"]
         assert str(shard.schema.field("embedding").type) == f"fixed_size_list<element: float>[{dim}]"
         meta = json.loads((results / "embeddings" / model / "meta.json").read_text())
-        for key in ("model", "arch", "weights", "layer", "dim", "transforms", "device", "dtype",
-                    "images_per_second"):
+        for key in ("model", "arch", "weights", "layer", "dim", "transforms", "device", "dtype", "images_per_second"):
             assert key in meta, key
         assert meta["dim"] == dim
 
     categories = pl.read_csv(results / "tags" / "entropy" / "categories.csv")
-    assert {"category", "n_values", "entropy", "normalized_entropy", "weight", "source"} <= set(
-        categories.columns
-    )
+    assert {"category", "n_values", "entropy", "normalized_entropy", "weight", "source"} <= set(categories.columns)
     assert set(categories["source"]) == {"interactions"}
     score = json.loads((results / "scores" / "resnet18_random" / "entropy.json").read_text())
     assert score["n_anchors"] == 48

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 import yaml
 
-from workflow_runner import REPO, SNAKEMAKE, check, demo_config, random_model, snakemake, write_config
+from workflow_runner import REPO, check, demo_config, random_model, snakemake, write_config
 
 SNAKEFMT = Path(sys.executable).with_name("snakefmt")
 RULE_FILES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
@@ -23,7 +23,10 @@ RULE_FILES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
 CONDA_TO_PYPI = {"pytorch": "torch", "snakemake-minimal": "snakemake"}
 
 TINY = demo_config(
-    n_items=40, n_users=30, seed=6, weightings=("entropy",),
+    n_items=40,
+    n_users=30,
+    seed=6,
+    weightings=("entropy",),
     # Batch size 1: 40 batches, so the extraction logs progress more than once.
     embed={"batch_size": 1, "num_workers": 0, "device": "cpu", "threads": 1},
     models={"r18": random_model("resnet18", 64, 56)},
@@ -42,7 +45,7 @@ def rule_blocks() -> dict[str, str]:
 
 
 def requirement(spec: str) -> tuple[str, str]:
-    """"torch>=2.2" or "pytorch >=2.2" -> ("torch", ">=2.2") (PyPI name, lower-cased)."""
+    """ "torch>=2.2" or "pytorch >=2.2" -> ("torch", ">=2.2") (PyPI name, lower-cased)."""
     name, version = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)\s*(.*?)\s*", spec).groups()
     name = name.lower()
     return CONDA_TO_PYPI.get(name, name), version.replace(" ", "")
@@ -78,8 +81,31 @@ def test_snakemake_lint_reports_nothing(tmp_path):
 
 
 def test_snakefmt_check_passes():
-    result = subprocess.run([str(SNAKEFMT), "--check", "Snakefile", "workflow/"], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(SNAKEFMT), "--check", "Snakefile", "workflow/"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+RUFF = Path(sys.executable).with_name("ruff")
+PYTHON_TREES = ["workflow", "tests", "benchmarks"]
+
+
+def test_ruff_lint_reports_nothing():
+    result = subprocess.run(
+        [str(RUFF), "check", "--no-cache", *PYTHON_TREES], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_check_passes():
+    result = subprocess.run(
+        [str(RUFF), "format", "--check", "--no-cache", *PYTHON_TREES],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -119,14 +145,17 @@ def test_embed_log_shows_extraction_progress_line_by_line(tiny_run):
     assert logs, "no embed log"
     text = "".join(log.read_text(encoding="utf-8") for log in logs)
     # "<date> <time> INFO <job's logger>: r18: 20/47 images (42.6%), 78.3 img/s, ETA 0 s"
-    pattern = re.compile(r"^\S+ \S+ INFO [^:]+: r18: (\d+)/(\d+) images \((\d+\.\d)%\), "
-                         r"(\d+\.\d) img/s, ETA (\d+) s$", re.MULTILINE)
+    pattern = re.compile(
+        r"^\S+ \S+ INFO [^:]+: r18: (\d+)/(\d+) images \((\d+\.\d)%\), "
+        r"(\d+\.\d) img/s, ETA (\d+) s$",
+        re.MULTILINE,
+    )
     progress = [tuple(map(float, m.groups())) for m in pattern.finditer(text)]
     assert len(progress) >= 2, text
     n_images = pl.read_parquet(tiny_run / "results/catalogue/images.parquet").height
     done = [p[0] for p in progress]
     assert done == sorted(done) and done[-1] == progress[-1][1] == n_images
-    for images, total, percent, rate, eta in progress:
+    for images, total, percent, rate, _eta in progress:
         assert percent == pytest.approx(100 * images / total, abs=0.05)
         assert rate > 0
     assert progress[-1][4] == 0  # nothing left at the end

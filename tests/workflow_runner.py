@@ -15,12 +15,19 @@ SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 def random_model(arch: str, resize_size: int, crop_size: int, **extra) -> dict:
     """A random-init torchvision model entry (``weights: null``) with small transforms."""
-    return {"arch": arch, "weights": None, **extra,
-            "transforms": {"resize_size": resize_size, "crop_size": crop_size}}
+    return {"arch": arch, "weights": None, **extra, "transforms": {"resize_size": resize_size, "crop_size": crop_size}}
 
 
-def demo_config(*, n_items: int, n_users: int, seed: int, embed: dict, models: dict, scoring: dict | None = None,
-                weightings: tuple[str, ...] | None = ("binary", "entropy")) -> dict:
+def demo_config(
+    *,
+    n_items: int,
+    n_users: int,
+    seed: int,
+    embed: dict,
+    models: dict,
+    scoring: dict | None = None,
+    weightings: tuple[str, ...] | None = ("binary", "entropy"),
+) -> dict:
     """A workflow config on the generated demo catalogue (tags from its interactions log unless
     ``weightings`` is None), weights cached in the run directory's ``torch_cache``."""
     config = {"catalogue": {"manifest": "demo"}, "demo": {"n_items": n_items, "n_users": n_users, "seed": seed}}
@@ -42,9 +49,12 @@ def snakemake(directory: Path, *args: str, timeout: int = 900) -> subprocess.Com
     """``snakemake --snakefile REPO/Snakefile --directory DIR --configfile DIR/config.yaml ARGS``."""
     command = [
         str(SNAKEMAKE),
-        "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(directory),
-        "--configfile", str(directory / "config.yaml"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(directory),
+        "--configfile",
+        str(directory / "config.yaml"),
         *args,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

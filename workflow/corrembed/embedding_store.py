@@ -61,7 +61,7 @@ class EmbeddingShardWriter:
         self._atomic = None
         self._writer: pq.ParquetWriter | None = None
 
-    def __enter__(self) -> "EmbeddingShardWriter":
+    def __enter__(self) -> EmbeddingShardWriter:
         self._atomic = atomic_path(self.path)
         tmp = self._atomic.__enter__()
         self._writer = pq.ParquetWriter(tmp, embedding_schema(self.dim), compression="zstd")

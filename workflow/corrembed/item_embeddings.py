@@ -54,9 +54,7 @@ def item_embeddings(embeddings: Embeddings, item_ids, mode: str = "first") -> np
     n_images = len(image_items)
     counts = np.bincount(inverse, minlength=len(unique)).astype(np.float64)
     # (n_unique, n_images) averaging operator: one sparse product, float64 accumulation.
-    averaging = sp.csr_matrix(
-        (1.0 / counts[inverse], (inverse, np.arange(n_images))), shape=(len(unique), n_images)
-    )
+    averaging = sp.csr_matrix((1.0 / counts[inverse], (inverse, np.arange(n_images))), shape=(len(unique), n_images))
     means = averaging @ np.asarray(embeddings.vectors, dtype=np.float64)
     return means[position].astype(np.float32)
 
@@ -133,8 +131,10 @@ def usable_item_embeddings(
         item_embeddings(embeddings, wanted, mode)  # raises the stale-embeddings ScoringError
     has_good = np.isin(wanted, image_items[~bad])
     # Without bad images (the usual case) no filtered copy of the embeddings is made.
-    good = embeddings if not bad.any() else Embeddings(
-        item_ids=embeddings.item_ids[~bad], images=embeddings.images[~bad], vectors=vectors[~bad]
+    good = (
+        embeddings
+        if not bad.any()
+        else Embeddings(item_ids=embeddings.item_ids[~bad], images=embeddings.images[~bad], vectors=vectors[~bad])
     )
     keep = has_good.copy()
     if keep.all():

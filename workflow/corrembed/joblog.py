@@ -37,7 +37,10 @@ def job_logging(path: str | os.PathLike, name: str) -> Iterator[logging.Logger]:
     # Where the job ran: on a cluster, the scheduler's job id ties this log to sacct's record.
     logger.info(
         "job %s on host %s (pid %d, Slurm job %s)",
-        name, socket.gethostname(), os.getpid(), os.environ.get("SLURM_JOB_ID", "none"),
+        name,
+        socket.gethostname(),
+        os.getpid(),
+        os.environ.get("SLURM_JOB_ID", "none"),
     )
     try:
         yield logger

@@ -9,9 +9,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on cluster nodes
 
 import matplotlib.pyplot as plt
-from matplotlib.transforms import Bbox
 import numpy as np
 import polars as pl
+from matplotlib.transforms import Bbox
 from scipy import stats
 
 from .storage import atomic_path
@@ -21,10 +21,18 @@ CONTROL_COLUMNS = ("control_random", "control_shuffled_embeddings", "control_shu
 
 # Candidate label positions around a point: (dx, dy) in points, horizontal and vertical alignment.
 _LABEL_OFFSETS = [
-    (7, 0, "left", "center"), (-7, 0, "right", "center"), (0, 8, "center", "bottom"),
-    (0, -8, "center", "top"), (6, 6, "left", "bottom"), (6, -6, "left", "top"),
-    (-6, 6, "right", "bottom"), (-6, -6, "right", "top"), (7, 14, "left", "bottom"),
-    (7, -14, "left", "top"), (-7, 14, "right", "bottom"), (-7, -14, "right", "top"),
+    (7, 0, "left", "center"),
+    (-7, 0, "right", "center"),
+    (0, 8, "center", "bottom"),
+    (0, -8, "center", "top"),
+    (6, 6, "left", "bottom"),
+    (6, -6, "left", "top"),
+    (-6, 6, "right", "bottom"),
+    (-6, -6, "right", "top"),
+    (7, 14, "left", "bottom"),
+    (7, -14, "left", "top"),
+    (-7, 14, "right", "bottom"),
+    (-7, -14, "right", "top"),
 ]
 
 
@@ -37,8 +45,10 @@ def _overlap(a, b) -> float:
 
 # Candidate positions for a horizontal reference line's label: above/below, left/right end.
 _LINE_LABEL_SPOTS = [
-    ((0.01, "left"), 3, "bottom"), ((0.01, "left"), -3, "top"),
-    ((0.99, "right"), 3, "bottom"), ((0.99, "right"), -3, "top"),
+    ((0.01, "left"), 3, "bottom"),
+    ((0.01, "left"), -3, "top"),
+    ((0.99, "right"), 3, "bottom"),
+    ((0.99, "right"), -3, "top"),
 ]
 
 
@@ -111,8 +121,16 @@ def plot_corrembed_vs_imagenet(summary: pl.DataFrame, paths: list[str | os.PathL
     low = with_acc["ci_low"].to_numpy().astype(float)
     high = with_acc["ci_high"].to_numpy().astype(float)
     ax.errorbar(
-        x, y, yerr=np.vstack([y - low, high - y]), fmt="o", color="tab:blue", ecolor="tab:blue",
-        elinewidth=1, capsize=3, markersize=6, zorder=3,
+        x,
+        y,
+        yerr=np.vstack([y - low, high - y]),
+        fmt="o",
+        color="tab:blue",
+        ecolor="tab:blue",
+        elinewidth=1,
+        capsize=3,
+        markersize=6,
+        zorder=3,
         label="supervised ImageNet top-1 (95 % bootstrap interval)" if len(x) else None,
     )
     zx = zero_shot["imagenet_acc1"].to_numpy().astype(float)
@@ -120,15 +138,30 @@ def plot_corrembed_vs_imagenet(summary: pl.DataFrame, paths: list[str | os.PathL
     if len(zx):
         zlow, zhigh = zero_shot["ci_low"].to_numpy().astype(float), zero_shot["ci_high"].to_numpy().astype(float)
         ax.errorbar(
-            zx, zy, yerr=np.vstack([zy - zlow, zhigh - zy]), fmt="D", mfc="white", color="tab:purple",
-            ecolor="tab:purple", elinewidth=1, capsize=3, markersize=6, zorder=3,
+            zx,
+            zy,
+            yerr=np.vstack([zy - zlow, zhigh - zy]),
+            fmt="D",
+            mfc="white",
+            color="tab:purple",
+            ecolor="tab:purple",
+            elinewidth=1,
+            capsize=3,
+            markersize=6,
+            zorder=3,
             label="zero-shot ImageNet top-1 (CLIP-style model; not in the fit)",
         )
     if len(x) >= 3 and np.ptp(x) > 0:
         fit = stats.linregress(x, y)
         grid = np.linspace(x.min() - 0.5, x.max() + 0.5, 50)
-        ax.plot(grid, fit.intercept + fit.slope * grid, color="tab:blue", alpha=0.5, lw=1.5,
-                label=f"least-squares fit on supervised top-1 only, Pearson r = {fit.rvalue:.2f} (n = {len(x)})")
+        ax.plot(
+            grid,
+            fit.intercept + fit.slope * grid,
+            color="tab:blue",
+            alpha=0.5,
+            lw=1.5,
+            label=f"least-squares fit on supervised top-1 only, Pearson r = {fit.rvalue:.2f} (n = {len(x)})",
+        )
     else:
         ax.plot([], [], " ", label=f"no fitted line: {len(x)} model(s) with supervised ImageNet accuracy, 3 needed")
 
@@ -141,19 +174,29 @@ def plot_corrembed_vs_imagenet(summary: pl.DataFrame, paths: list[str | os.PathL
         line_labels.append((_line_candidates(value), f"{', '.join(names)} (no ImageNet accuracy)"))
     if rows.height:
         controls = rows.select(list(CONTROL_COLUMNS)).to_numpy().astype(float)
-        ax.axhspan(np.nanmin(controls), np.nanmax(controls), facecolor="grey", edgecolor="grey", alpha=0.3, lw=0.8,
-                   label="controls: random, shuffled embeddings, shuffled tags (range)")
+        ax.axhspan(
+            np.nanmin(controls),
+            np.nanmax(controls),
+            facecolor="grey",
+            edgecolor="grey",
+            alpha=0.3,
+            lw=0.8,
+            label="controls: random, shuffled embeddings, shuffled tags (range)",
+        )
     ax.axhline(0.0, color="black", lw=0.5)
     ax.set_xlabel("ImageNet-1k top-1 accuracy (%)")
     if not len(x) and not len(zx):
         # No model has a known accuracy: an x scale would be invented, so show none.
         ax.set_xticks([])
-        ax.set_xlabel("ImageNet-1k top-1 accuracy: unknown for every model "
-                      "(give checkpoints `imagenet: {acc1: ...}` in config)")
+        ax.set_xlabel(
+            "ImageNet-1k top-1 accuracy: unknown for every model (give checkpoints `imagenet: {acc1: ...}` in config)"
+        )
     ax.set_ylabel("CorrEmbed (mean per-anchor Pearson r)")
-    weights_label = {"interactions": "entropy weights from interactions",
-                     "catalogue": "entropy weights from catalogue",
-                     "binary": "binary tag vectors"}.get(source, f"{weighting} weights")
+    weights_label = {
+        "interactions": "entropy weights from interactions",
+        "catalogue": "entropy weights from catalogue",
+        "binary": "binary tag vectors",
+    }.get(source, f"{weighting} weights")
     ax.set_title(f"CorrEmbed vs ImageNet accuracy ({weights_label})")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8, framealpha=0.9)
@@ -165,8 +208,10 @@ def plot_corrembed_vs_imagenet(summary: pl.DataFrame, paths: list[str | os.PathL
     for px, py in ax.transData.transform(np.column_stack([all_x, all_y])) if len(all_x) else []:
         obstacles.append(Bbox([[px - marker, py - marker], [px + marker, py + marker]]))
     names = [*with_acc["model"], *zero_shot["model"]]
-    point_labels = [(_point_candidates(xi, yi), name) for xi, yi, name in
-                    sorted(zip(all_x, all_y, names), key=lambda item: -item[1])]
+    point_labels = [
+        (_point_candidates(xi, yi), name)
+        for xi, yi, name in sorted(zip(all_x, all_y, names), key=lambda item: -item[1])
+    ]
     obstacles = _place_labels(ax, point_labels, obstacles, fontsize=9)
     _place_labels(ax, line_labels, obstacles, fontsize=8, color="tab:orange")
     for path in paths:

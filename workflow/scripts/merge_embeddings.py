@@ -16,5 +16,11 @@ with job_logging(snakemake.log[0], f"merge_embeddings[{snakemake.wildcards.model
         list(snakemake.input.shards),
         Path(snakemake.output.shard).parent,
     )
-    log.info("%s: %d images from %d shard(s): %d embedded, %d from the cache",
-             meta["model"], meta["n_images"], meta["shards"], meta["n_embedded"], meta["n_from_cache"])
+    log.info(
+        "%s: %d images from %d shard(s): %d embedded, %d from the cache",
+        meta["model"],
+        meta["n_images"],
+        meta["shards"],
+        meta["n_embedded"],
+        meta["n_from_cache"],
+    )

@@ -28,13 +28,17 @@ with job_logging(snakemake.log[0], f"tags[{weighting}]") as log:
         if n_unknown:
             log.warning(
                 "%d of %d interactions name items not in the catalogue (e.g. %s): ignored",
-                n_unknown, n_rows, ", ".join(map(repr, unknown_examples)),
+                n_unknown,
+                n_rows,
+                ", ".join(map(repr, unknown_examples)),
             )
         counts = user_counts(interactions, settings["min_user_interactions"])
         log.info(
             "interactions: %d users, %d with more than %d interactions count, %d below the "
             "threshold are not used for weights",
-            counts["n_users"], counts["n_qualifying"], settings["min_user_interactions"],
+            counts["n_users"],
+            counts["n_qualifying"],
+            settings["min_user_interactions"],
             counts["n_below_threshold"],
         )
     table = category_table(
