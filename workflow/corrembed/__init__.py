@@ -16,4 +16,9 @@ Modules, one per workflow stage or concept:
 - :mod:`corrembed.errors`      errors a user can hit
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:  # one source of truth: pyproject.toml's version, through the installed package's metadata
+    __version__ = version("corrembed")
+except PackageNotFoundError:  # imported from a checkout that was never installed (a rule script)
+    __version__ = "0+unknown"
