@@ -16,13 +16,20 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# tests/test_diagnostics_report.py opens the diagnostics report in a real headless Chromium
+# (Debian's package); installed once, only where it is missing (apt-get, as root or via sudo).
+$(VENV)/.chromium: | $(VENV)/.installed
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update && $$SUDO apt-get install -y chromium; }
+	touch $@
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 run: install
 	$(BIN)/snakemake --cores $(CORES)
 
-test: install-test
+test: install-test $(VENV)/.chromium
 	$(BIN)/python -m pytest
 
 clean:

@@ -24,6 +24,8 @@ from corrembed.shards import SHARD_GRANULE, parse_shard_id, shard_bounds, shard_
 #: The real forward, captured before any test patches it (counters must not stack).
 REAL_FORWARD = models.FeatureExtractor.forward
 SPEC = {"arch": "resnet18", "weights": None, "transforms": {"resize_size": 72, "crop_size": 64}}
+#: The same, parsed once (what embed_shard takes).
+PARSED = models.parse_model_spec(SPEC, model_name="r18")
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +94,27 @@ def test_shard_ids():
 
 
 def test_split_and_merge_equal_unsharded_bit_for_bit(catalogue, tmp_path):
-    whole = embed_images(catalogue, SPEC, tmp_path / "one", model_name="r18", torch_home=None,
-                         batch_size=4, device="cpu", progress=lambda line: None)
-    split = embed_images(catalogue, SPEC, tmp_path / "three", model_name="r18", torch_home=None,
-                         batch_size=4, device="cpu", shards=3, progress=lambda line: None)
+    whole = embed_images(
+        catalogue,
+        SPEC,
+        tmp_path / "one",
+        model_name="r18",
+        torch_home=None,
+        batch_size=4,
+        device="cpu",
+        progress=lambda line: None,
+    )
+    split = embed_images(
+        catalogue,
+        SPEC,
+        tmp_path / "three",
+        model_name="r18",
+        torch_home=None,
+        batch_size=4,
+        device="cpu",
+        shards=3,
+        progress=lambda line: None,
+    )
     one = _embedding_bytes(tmp_path / "one" / "part-00000.parquet")
     three = _embedding_bytes(tmp_path / "three" / "part-00000.parquet")
     assert one[0] == three[0] == catalogue["item_id"].to_list()
@@ -110,8 +129,16 @@ def test_merge_refuses_shards_that_do_not_fit(catalogue, tmp_path):
     cache = tmp_path / "cache"
     paths = [tmp_path / f"shard-{shard_id(k, 2)}.parquet" for k in range(2)]
     for k, path in enumerate(paths):
-        embed_shard(catalogue, SPEC, path, model_name="r18", torch_home=None, cache_dir=cache,
-                    shard=(k, 2), settings=RunSettings(batch_size=6, device="cpu"), progress=lambda line: None)
+        embed_shard(
+            catalogue,
+            PARSED,
+            path,
+            torch_home=None,
+            cache_dir=cache,
+            shard=(k, 2),
+            settings=RunSettings(batch_size=6, device="cpu"),
+            progress=lambda line: None,
+        )
     with pytest.raises(CorrEmbedError, match="expected 0 of 2"):
         merge_embedding_shards(catalogue, paths[::-1], tmp_path / "out")
     grown = pl.concat([catalogue, catalogue.head(2).with_columns(pl.lit("new").alias("item_id"))])
@@ -125,26 +152,42 @@ def test_merge_refuses_shards_that_do_not_fit(catalogue, tmp_path):
 
 def test_more_shards_than_images(catalogue, tmp_path):
     images = catalogue.head(2)
-    meta = embed_images(images, SPEC, tmp_path, model_name="r18", torch_home=None, batch_size=4,
-                        device="cpu", shards=3, progress=lambda line: None)
+    meta = embed_images(
+        images,
+        SPEC,
+        tmp_path,
+        model_name="r18",
+        torch_home=None,
+        batch_size=4,
+        device="cpu",
+        shards=3,
+        progress=lambda line: None,
+    )
     assert meta["n_images"] == 2 and meta["dim"] == 512
     assert [(r["start"], r["stop"]) for r in meta["shard_records"]] == [(0, 1), (1, 1), (1, 2)]
     assert pq.read_table(tmp_path / "part-00000.parquet").num_rows == 2
 
 
-def test_failed_job_leaves_no_complete_looking_output_and_rerun_redoes_only_the_rest(
-        catalogue, tmp_path, monkeypatch):
+def test_failed_job_leaves_no_complete_looking_output_and_rerun_redoes_only_the_rest(catalogue, tmp_path, monkeypatch):
     settings = RunSettings(batch_size=4, device="cpu", segment_rows=8)
     reference = tmp_path / "reference.parquet"
-    embed_shard(catalogue, SPEC, reference, model_name="r18", torch_home=None, cache_dir=tmp_path / "c0",
-                settings=settings, progress=lambda line: None)
+    embed_shard(
+        catalogue,
+        PARSED,
+        reference,
+        torch_home=None,
+        cache_dir=tmp_path / "c0",
+        settings=settings,
+        progress=lambda line: None,
+    )
 
     shard = tmp_path / "shards" / "shard-00000-of-00001.parquet"
     cache = tmp_path / "cache"
     crash = ForwardCounter(monkeypatch, fail_after=3)  # 3 batches of 4 succeed, the 4th fails
     with pytest.raises(RuntimeError, match="simulated crash"):
-        embed_shard(catalogue, SPEC, shard, model_name="r18", torch_home=None, cache_dir=cache,
-                    settings=settings, progress=lambda line: None)
+        embed_shard(
+            catalogue, PARSED, shard, torch_home=None, cache_dir=cache, settings=settings, progress=lambda line: None
+        )
     assert crash.images == 12
     # Nothing that looks like a finished shard; only complete cache segments (no temp files).
     assert not shard.exists() and not shard_meta_path(shard).exists()
@@ -156,8 +199,9 @@ def test_failed_job_leaves_no_complete_looking_output_and_rerun_redoes_only_the_
     assert finished in (8, 12)
 
     rerun = ForwardCounter(monkeypatch)
-    meta = embed_shard(catalogue, SPEC, shard, model_name="r18", torch_home=None, cache_dir=cache,
-                       settings=settings, progress=lambda line: None)
+    meta = embed_shard(
+        catalogue, PARSED, shard, torch_home=None, cache_dir=cache, settings=settings, progress=lambda line: None
+    )
     assert rerun.images == 24 - finished
     assert meta["n_embedded"] == 24 - finished and meta["n_from_cache"] == finished
     assert _embedding_bytes(shard) == _embedding_bytes(reference)

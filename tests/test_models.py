@@ -207,8 +207,7 @@ def test_penultimate_squeezenet_is_pooled_input_of_final_conv():
 def test_output_layer_is_logits(resnet18_random):
     x = _x(64, batch=2, seed=3)
     with torch.inference_mode():
-        torch.testing.assert_close(FeatureExtractor(resnet18_random, "output")(x), resnet18_random(x),
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(FeatureExtractor(resnet18_random, "output")(x), resnet18_random(x), rtol=0, atol=0)
 
 
 def test_graph_node_layer_is_global_average_pooled(resnet18_random):
@@ -265,17 +264,25 @@ def test_enum_transforms_are_the_weights_own():
     assert description["mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert description["base"] == "ResNet50_Weights.IMAGENET1K_V2.transforms()"
     assert description["overrides"] == {}
-    assert repr(transform) == repr(ResNet50_Weights.IMAGENET1K_V2.transforms())
+    # Same pixels as torchvision's own preset, bit for bit, on a PIL image and a uint8 tensor.
+    own = ResNet50_Weights.IMAGENET1K_V2.transforms()
+    rng = np.random.default_rng(7)
+    image = Image.fromarray(rng.integers(0, 256, (301, 257, 3), dtype=np.uint8))
+    assert torch.equal(transform(image), own(image))
+    tensor = torch.from_numpy(rng.integers(0, 256, (3, 190, 260), dtype=np.uint8))
+    assert torch.equal(transform(tensor), own(tensor))
 
 
 def test_checkpoint_transform_overrides_mean_std(tmp_path):
     path = tmp_path / "mnv2.pth"
     torch.save(mobilenet_v2().state_dict(), path)
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 260, 3), dtype=np.uint8))
-    plain, plain_description = build_transform({"arch": "mobilenet_v2", "weights": str(path),
-                                                "transforms": {"mean": 0.0, "std": 1.0}})
-    half, description = build_transform({"arch": "mobilenet_v2", "weights": str(path),
-                                         "transforms": {"mean": 0.5, "std": [0.5, 0.5, 0.5]}})
+    plain, plain_description = build_transform(
+        {"arch": "mobilenet_v2", "weights": str(path), "transforms": {"mean": 0.0, "std": 1.0}}
+    )
+    half, description = build_transform(
+        {"arch": "mobilenet_v2", "weights": str(path), "transforms": {"mean": 0.5, "std": [0.5, 0.5, 0.5]}}
+    )
     assert description["mean"] == [0.5] * 3 and description["std"] == [0.5] * 3
     assert description["overrides"] == {"mean": [0.5] * 3, "std": [0.5] * 3}
     assert description["resize_size"] == 256 and description["crop_size"] == 224
@@ -287,8 +294,12 @@ def test_checkpoint_transform_overrides_mean_std(tmp_path):
 
 def test_random_init_transform_size_and_interpolation_overrides():
     transform, description = build_transform(
-        {"arch": "resnet18", "weights": None,
-         "transforms": {"resize_size": 160, "crop_size": 128, "interpolation": "bicubic"}})
+        {
+            "arch": "resnet18",
+            "weights": None,
+            "transforms": {"resize_size": 160, "crop_size": 128, "interpolation": "bicubic"},
+        }
+    )
     assert description["mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert (description["resize_size"], description["crop_size"]) == (160, 128)
     assert transform.interpolation is InterpolationMode.BICUBIC
@@ -323,8 +334,12 @@ def test_imagenet_metadata_from_weights_meta():
 def test_imagenet_metadata_random_counts_parameters():
     values = imagenet_metadata({"arch": "resnet50", "weights": None})
     # torchvision's published count for the same architecture is an independent check.
-    assert values == {"acc1": None, "acc5": None, "num_params": ResNet50_Weights.IMAGENET1K_V2.meta["num_params"],
-                      "gflops": None}
+    assert values == {
+        "acc1": None,
+        "acc5": None,
+        "num_params": ResNet50_Weights.IMAGENET1K_V2.meta["num_params"],
+        "gflops": None,
+    }
     # RegNet builders cannot run on the meta device: the fallback must count the same way.
     regnet = imagenet_metadata({"arch": "regnet_y_400mf", "weights": None})
     assert regnet["num_params"] == RegNet_Y_400MF_Weights.IMAGENET1K_V1.meta["num_params"]
@@ -333,7 +348,8 @@ def test_imagenet_metadata_random_counts_parameters():
 def test_imagenet_metadata_checkpoint_from_config(tmp_path):
     path = tmp_path / "mnv2.pth"
     torch.save(mobilenet_v2().state_dict(), path)
-    values = imagenet_metadata({"arch": "mobilenet_v2", "weights": str(path),
-                                "imagenet": {"acc1": 70.8, "gflops": 0.3}})
+    values = imagenet_metadata(
+        {"arch": "mobilenet_v2", "weights": str(path), "imagenet": {"acc1": 70.8, "gflops": 0.3}}
+    )
     expected_params = sum(p.numel() for p in get_model("mobilenet_v2").parameters())
     assert values == {"acc1": 70.8, "acc5": None, "num_params": expected_params, "gflops": 0.3}

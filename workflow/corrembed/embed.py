@@ -53,9 +53,15 @@ from . import __version__
 from .embedding_cache import EmbeddingCache, embedding_identity, file_sha256
 from .embedding_store import EmbeddingShardWriter, embedding_schema, shard_name
 from .errors import ConfigError, CorrEmbedError
-from .image_batches import (DECODERS, ImageFileDataset, Preprocess, batch_to_device, collate_images,
-                            failed_images)
-from .models import FeatureExtractor, ModelSpec, build_model, build_transform, parse_model_spec
+from .image_batches import (
+    DECODERS,
+    ImageFileDataset,
+    Preprocess,
+    batch_to_device,
+    collate_images,
+    failed_images,
+)
+from .models import ModelSpec, build_extractor, build_model, parse_model_spec, preprocessing
 from .records import EmbeddingMeta
 from .shards import shard_bounds, shard_id
 from .storage import write_json
@@ -88,9 +94,11 @@ class RunSettings:
     segment_seconds: float = 300.0
 
     def __post_init__(self):
+        """Reject a batch size below 1 or a negative worker count (ConfigError)."""
         if self.batch_size < 1 or self.num_workers < 0:
-            raise ConfigError(f"batch_size must be >= 1 and num_workers >= 0, got {self.batch_size}, "
-                              f"{self.num_workers}")
+            raise ConfigError(
+                f"batch_size must be >= 1 and num_workers >= 0, got {self.batch_size}, {self.num_workers}"
+            )
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -104,8 +112,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} requested but CUDA is not available here; use "
-                              "device: auto or cpu, or run the job on a GPU node")
+            raise ConfigError(
+                f"device {device!r} requested but CUDA is not available here; use "
+                "device: auto or cpu, or run the job on a GPU node"
+            )
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise ConfigError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     elif resolved.type != "cpu":
@@ -122,6 +132,7 @@ def check_precision(precision: str, decoder: str = "pil") -> None:
 
 
 def _progress_function(progress: Callable[[str], Any] | logging.Logger | None) -> Callable[[str], Any]:
+    """A line sink: stderr (None), a Logger's ``info``, or the callable itself."""
     if progress is None:
         return lambda line: print(line, file=sys.stderr, flush=True)
     if isinstance(progress, logging.Logger):
@@ -151,24 +162,27 @@ def content_hashes(images: pl.DataFrame) -> list[str]:
         try:
             hashes.append(file_sha256(path))
         except OSError as exc:
-            raise CorrEmbedError(f"cannot read image {path} ({exc.strerror or exc}); re-run the "
-                                 "ingest stage") from exc
+            raise CorrEmbedError(f"cannot read image {path} ({exc.strerror or exc}); re-run the ingest stage") from exc
     return hashes
 
 
 def _check_images_table(images: pl.DataFrame) -> None:
+    """CorrEmbedError unless the images table has ``item_id`` and ``image`` columns."""
     for column in ("item_id", "image"):
         if column not in images.columns:
-            raise CorrEmbedError(f"images table has no {column!r} column (columns: {images.columns}); "
-                                 "pass the catalogue's images.parquet")
+            raise CorrEmbedError(
+                f"images table has no {column!r} column (columns: {images.columns}); "
+                "pass the catalogue's images.parquet"
+            )
 
 
 # --------------------------------------------------------------------------- the forward loop
 
 
-def _build_extractor(spec: ModelSpec, torch_home, target: torch.device, settings: RunSettings):
+def _build_extractor(spec: ModelSpec, torch_home, target: torch.device, settings: RunSettings) -> torch.nn.Module:
+    """The spec's embedding extractor on ``target`` in eval mode (channels_last / compiled per ``settings``)."""
     model = build_model(spec, torch_home=torch_home)
-    extractor = FeatureExtractor(model, spec.layer, model_name=spec.name).to(target).eval()
+    extractor = build_extractor(spec, model).to(target).eval()
     if settings.channels_last:
         extractor = extractor.to(memory_format=torch.channels_last)
     if settings.compile:
@@ -176,24 +190,42 @@ def _build_extractor(spec: ModelSpec, torch_home, target: torch.device, settings
     return extractor
 
 
-def _embed_missing(paths: list[str], shas: list[str], spec: ModelSpec, cache: EmbeddingCache, *,
-                   preprocess: Preprocess, precision: str, decoder: str, torch_home,
-                   target: torch.device, settings: RunSettings, say: Callable[[str], Any],
-                   label: str) -> dict[str, Any]:
+def _embed_missing(
+    paths: list[str],
+    shas: list[str],
+    spec: ModelSpec,
+    cache: EmbeddingCache,
+    *,
+    preprocess: Preprocess,
+    precision: str,
+    decoder: str,
+    torch_home,
+    target: torch.device,
+    settings: RunSettings,
+    say: Callable[[str], Any],
+    label: str,
+) -> dict[str, Any]:
     """Embed ``paths`` (distinct contents ``shas``) and add them to ``cache``; return timings."""
     started = time.monotonic()
     forward = _build_extractor(spec, torch_home, target, settings)
     setup_seconds = time.monotonic() - started
     on_cuda = target.type == "cuda"
-    dataset = ImageFileDataset(paths, preprocess, decoder=decoder,
-                               decode_in_worker=not (on_cuda and decoder == "torchvision"))
+    dataset = ImageFileDataset(
+        paths, preprocess, decoder=decoder, decode_in_worker=not (on_cuda and decoder == "torchvision")
+    )
     workers = settings.num_workers
-    loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=False, num_workers=workers,
-                        pin_memory=on_cuda, collate_fn=collate_images,
-                        prefetch_factor=4 if workers else None, persistent_workers=False)
+    loader = DataLoader(
+        dataset,
+        batch_size=settings.batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=on_cuda,
+        collate_fn=collate_images,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )
     dtype = PRECISIONS[precision]
-    autocast = (torch.autocast(device_type=target.type, dtype=dtype) if dtype is not None
-                else contextlib.nullcontext())
+    autocast = torch.autocast(device_type=target.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     if on_cuda:
         torch.cuda.reset_peak_memory_stats(target)
     total = len(paths)
@@ -206,6 +238,7 @@ def _embed_missing(paths: list[str], shas: list[str], spec: ModelSpec, cache: Em
         writer = None
 
         def finish(item) -> None:
+            """Wait for one queued batch's copy, add it to the cache, report progress."""
             nonlocal writer, done, finished
             batch_shas, host, event, failed = item
             if event is not None:
@@ -214,13 +247,19 @@ def _embed_missing(paths: list[str], shas: list[str], spec: ModelSpec, cache: Em
             done += len(batch_shas)
             if failed:
                 keep = np.setdiff1d(np.arange(len(batch_shas)), [f["position"] for f in failed])
-                set_aside.extend({"image": f["image"], "sha256": batch_shas[f["position"]], "kind": f["kind"],
-                                  "reason": f["reason"]} for f in failed)
+                set_aside.extend(
+                    {"image": f["image"], "sha256": batch_shas[f["position"]], "kind": f["kind"], "reason": f["reason"]}
+                    for f in failed
+                )
                 batch_shas, vectors = [batch_shas[k] for k in keep], vectors[keep]
             if writer is None:  # the dimension is known from the first batch
-                writer = stack.enter_context(cache.writer(
-                    int(vectors.shape[1]), segment_rows=settings.segment_rows,
-                    segment_seconds=settings.segment_seconds))
+                writer = stack.enter_context(
+                    cache.writer(
+                        int(vectors.shape[1]),
+                        segment_rows=settings.segment_rows,
+                        segment_seconds=settings.segment_seconds,
+                    )
+                )
             writer.add(batch_shas, vectors)
             finished += 1
             if finished % settings.log_every == 0 or done == total:
@@ -228,7 +267,7 @@ def _embed_missing(paths: list[str], shas: list[str], spec: ModelSpec, cache: Em
 
         for batch_index, batch in enumerate(loader):
             start = batch_index * settings.batch_size
-            batch_paths = paths[start:start + batch["size"]]
+            batch_paths = paths[start : start + batch["size"]]
             x = batch_to_device(batch, batch_paths, preprocess, target, channels_last=settings.channels_last)
             with autocast:
                 features = forward(x)
@@ -238,7 +277,7 @@ def _embed_missing(paths: list[str], shas: list[str], spec: ModelSpec, cache: Em
             if on_cuda:
                 event = torch.cuda.Event()
                 event.record()
-            pending.append((shas[start:start + batch["size"]], host, event, failed_images(batch, batch_paths)))
+            pending.append((shas[start : start + batch["size"]], host, event, failed_images(batch, batch_paths)))
             if len(pending) > 1:
                 finish(pending.pop(0))
         while pending:
@@ -250,17 +289,25 @@ def _embed_missing(paths: list[str], shas: list[str], spec: ModelSpec, cache: Em
 # --------------------------------------------------------------------------- one shard
 
 
-def embed_shard(images: pl.DataFrame, spec: Mapping[str, Any] | ModelSpec, shard_path: str | os.PathLike, *,
-                model_name: str, torch_home: str | os.PathLike | None, cache_dir: str | os.PathLike,
-                shard: tuple[int, int] = (0, 1), precision: str = "fp32", decoder: str = "pil",
-                settings: RunSettings = RunSettings(),
-                progress: Callable[[str], Any] | logging.Logger | None = None) -> dict[str, Any]:
+def embed_shard(
+    images: pl.DataFrame,
+    spec: ModelSpec,
+    shard_path: str | os.PathLike,
+    *,
+    torch_home: str | os.PathLike | None,
+    cache_dir: str | os.PathLike,
+    shard: tuple[int, int] = (0, 1),
+    precision: str = "fp32",
+    decoder: str = "pil",
+    settings: RunSettings = RunSettings(),
+    progress: Callable[[str], Any] | logging.Logger | None = None,
+) -> dict[str, Any]:
     """Embed shard ``shard = (index, count)`` of ``images`` into ``shard_path``; return its meta.
 
     images: the catalogue's images table (``item_id``, ``image``, ``sha256``; without
         ``sha256`` the files are hashed here), in catalogue order.
-    spec: the model spec (see :mod:`corrembed.models`); enum weights are read from
-        ``{torch_home}/hub/checkpoints`` and never downloaded.
+    spec: the parsed model spec (:func:`corrembed.models.parse_model_spec`); hub weights are
+        read from ``torch_home`` (the weights step's cache) and never downloaded.
     cache_dir: root of the embedding cache; images whose content is cached under this
         model's identity are not embedded again, new embeddings are added to it.
     precision: ``fp32``, ``bf16`` or ``fp16`` (autocast of the forward pass; stored float32);
@@ -273,7 +320,8 @@ def embed_shard(images: pl.DataFrame, spec: Mapping[str, Any] | ModelSpec, shard
     _check_images_table(images)
     check_precision(precision, decoder)
     say = _progress_function(progress)
-    spec = parse_model_spec(spec, model_name=model_name)
+    if not isinstance(spec, ModelSpec):
+        raise TypeError("embed_shard: spec must be a parsed ModelSpec (corrembed.models.parse_model_spec)")
     target = resolve_device(settings.device)
     index, count = shard
     start, stop = shard_bounds(images.height, count)[index]
@@ -288,22 +336,35 @@ def embed_shard(images: pl.DataFrame, spec: Mapping[str, Any] | ModelSpec, shard
     item_ids = rows.get_column("item_id").cast(pl.String).to_list()
     paths = rows.get_column("image").cast(pl.String).to_list()
     shas = content_hashes(rows)
-    transform, transform_description = build_transform(spec)
+    resolved_preprocessing = preprocessing(spec)
+    transform_description = resolved_preprocessing.describe()
     identity = embedding_identity(spec, transform_description, precision=precision, decoder=decoder)
     cache = EmbeddingCache(cache_dir, identity)
     missing = cache.missing(shas)
-    say(f"{label}: rows {start}-{stop} of {images.height}: {len(shas) - len(missing)} image(s) "
-        f"cached, {len(missing)} distinct to embed (cache {cache.directory})")
+    say(
+        f"{label}: rows {start}-{stop} of {images.height}: {len(shas) - len(missing)} image(s) "
+        f"cached, {len(missing)} distinct to embed (cache {cache.directory})"
+    )
 
     timings = {"seconds": 0.0, "setup_seconds": 0.0, "set_aside": []}
     if missing:
         first_path = {}
         for sha, path in zip(shas, paths):
             first_path.setdefault(sha, path)
-        timings = _embed_missing([first_path[s] for s in missing], missing, spec, cache,
-                                 preprocess=Preprocess.from_transform(transform), precision=precision,
-                                 decoder=decoder, torch_home=torch_home, target=target,
-                                 settings=settings, say=say, label=label)
+        timings = _embed_missing(
+            [first_path[s] for s in missing],
+            missing,
+            spec,
+            cache,
+            preprocess=Preprocess.from_transform(resolved_preprocessing.transform()),
+            precision=precision,
+            decoder=decoder,
+            torch_home=torch_home,
+            target=target,
+            settings=settings,
+            say=say,
+            label=label,
+        )
 
     dim = cache.dim if cache.dim is not None else 0  # 0: an empty shard of an empty cache
     with EmbeddingShardWriter(shard_path, dim=dim) as writer:
@@ -348,8 +409,10 @@ def _fetch(cache: EmbeddingCache, shas: list[str], set_aside: list[dict[str, Any
     if not failed.intersection(shas):
         return cache.fetch(shas)
     if cache.dim is None:
-        raise CorrEmbedError(f"none of the images could be decoded ({set_aside[0]['image']}: "
-                             f"{set_aside[0]['reason']}, ...); check the image files and re-run the ingest stage")
+        raise CorrEmbedError(
+            f"none of the images could be decoded ({set_aside[0]['image']}: "
+            f"{set_aside[0]['reason']}, ...); check the image files and re-run the ingest stage"
+        )
     out = np.full((len(shas), cache.dim), np.nan, dtype=np.float32)
     rows = [k for k, sha in enumerate(shas) if sha not in failed]
     out[rows] = cache.fetch([shas[k] for k in rows])
@@ -359,8 +422,9 @@ def _fetch(cache: EmbeddingCache, shas: list[str], set_aside: list[dict[str, Any
 # --------------------------------------------------------------------------- merge
 
 
-def merge_embedding_shards(images: pl.DataFrame, shard_paths: list[str | os.PathLike],
-                           out_dir: str | os.PathLike) -> dict[str, Any]:
+def merge_embedding_shards(
+    images: pl.DataFrame, shard_paths: list[str | os.PathLike], out_dir: str | os.PathLike
+) -> dict[str, Any]:
     """Concatenate shards (in the given order, shard 0 first) into ``out_dir``; return meta.
 
     Checks that the shards are shards 0..N-1 of one count, made with one embedding identity,
@@ -377,11 +441,14 @@ def merge_embedding_shards(images: pl.DataFrame, shard_paths: list[str | os.Path
     count = len(shard_paths)
     for k, (path, meta) in enumerate(zip(shard_paths, metas)):
         if meta["shard"]["index"] != k or meta["shard"]["count"] != count:
-            raise CorrEmbedError(f"{path}: is shard {meta['shard']['index']} of {meta['shard']['count']}, "
-                                 f"expected {k} of {count}")
+            raise CorrEmbedError(
+                f"{path}: is shard {meta['shard']['index']} of {meta['shard']['count']}, expected {k} of {count}"
+            )
         if meta["identity_key"] != metas[0]["identity_key"]:
-            raise CorrEmbedError(f"{path}: made with embedding identity {meta['identity_key']}, shard 0 "
-                                 f"with {metas[0]['identity_key']}; re-run the embed jobs")
+            raise CorrEmbedError(
+                f"{path}: made with embedding identity {meta['identity_key']}, shard 0 "
+                f"with {metas[0]['identity_key']}; re-run the embed jobs"
+            )
     expected = shard_bounds(images.height, count)
     dims = {m["dim"] for m in metas if m["n_images"]}
     if len(dims) > 1:
@@ -396,24 +463,48 @@ def merge_embedding_shards(images: pl.DataFrame, shard_paths: list[str | os.Path
             if (meta["shard"]["start"], meta["shard"]["stop"]) != (start, stop):
                 raise CorrEmbedError(
                     f"{path}: covers catalogue rows {meta['shard']['start']}-{meta['shard']['stop']}, "
-                    f"the catalogue now needs {start}-{stop}; re-run the embed jobs")
+                    f"the catalogue now needs {start}-{stop}; re-run the embed jobs"
+                )
             if stop == start:
                 continue
             parquet = pq.ParquetFile(path)
             names = pq.read_table(path, columns=["item_id", "image"])
-            if (names.column("item_id").to_pylist() != item_ids[start:stop].to_list()
-                    or names.column("image").to_pylist() != image_paths[start:stop].to_list()):
-                raise CorrEmbedError(f"{path}: rows differ from the catalogue's rows {start}-{stop} "
-                                     "(images.parquet changed since); re-run the embed jobs")
+            if (
+                names.column("item_id").to_pylist() != item_ids[start:stop].to_list()
+                or names.column("image").to_pylist() != image_paths[start:stop].to_list()
+            ):
+                raise CorrEmbedError(
+                    f"{path}: rows differ from the catalogue's rows {start}-{stop} "
+                    "(images.parquet changed since); re-run the embed jobs"
+                )
             for batch in parquet.iter_batches(batch_size=WRITE_CHUNK_ROWS):
                 writer.write_record_batch(batch.cast(embedding_schema(dim)))
 
     embedded = sum(m["n_embedded"] for m in metas)
     seconds = sum(m["seconds"] for m in metas)
     first = metas[0]
-    common = ("model", "arch", "weights", "layer", "transforms", "identity", "identity_key", "cache",
-              "precision", "decoder", "device", "device_name", "dtype", "versions", "batch_size",
-              "num_workers", "channels_last", "compile", "torch_num_threads")
+    common = (
+        "model",
+        "source",
+        "arch",
+        "weights",
+        "layer",
+        "transforms",
+        "identity",
+        "identity_key",
+        "cache",
+        "precision",
+        "decoder",
+        "device",
+        "device_name",
+        "dtype",
+        "versions",
+        "batch_size",
+        "num_workers",
+        "channels_last",
+        "compile",
+        "torch_num_threads",
+    )
     job_ids = sorted({m["slurm_job_id"] for m in metas if m.get("slurm_job_id")})
     meta = {
         **{key: first.get(key) for key in common},
@@ -425,13 +516,16 @@ def merge_embedding_shards(images: pl.DataFrame, shard_paths: list[str | os.Path
         "seconds": round(seconds, 3),
         "setup_seconds": round(sum(m["setup_seconds"] for m in metas), 3),
         "images_per_second": round(embedded / seconds, 3) if embedded and seconds > 0 else None,
-        "peak_memory": {key: max((m["peak_memory"][key] for m in metas if m["peak_memory"][key] is not None),
-                                 default=None) for key in first["peak_memory"]},
+        "peak_memory": {
+            key: max((m["peak_memory"][key] for m in metas if m["peak_memory"][key] is not None), default=None)
+            for key in first["peak_memory"]
+        },
         "slurm_job_id": ",".join(job_ids) if job_ids else None,
         "images_set_aside": [record for m in metas for record in m.get("images_set_aside", [])],
-        "shard_records": [{**m["shard"], **{k: m[k] for k in ("n_images", "n_embedded", "seconds",
-                                                               "device", "slurm_job_id")}}
-                          for m in metas],
+        "shard_records": [
+            {**m["shard"], **{k: m[k] for k in ("n_images", "n_embedded", "seconds", "device", "slurm_job_id")}}
+            for m in metas
+        ],
     }
     record = EmbeddingMeta.from_dict(meta)
     record.write(out / META_NAME)
@@ -441,25 +535,45 @@ def merge_embedding_shards(images: pl.DataFrame, shard_paths: list[str | os.Path
 # --------------------------------------------------------------------------- all in one
 
 
-def embed_images(images: pl.DataFrame, spec: Mapping[str, Any] | ModelSpec, out_dir: str | os.PathLike, *,
-                 model_name: str, torch_home: str | os.PathLike | None, batch_size: int = 32,
-                 num_workers: int = 0, device: str = "auto", precision: str = "fp32",
-                 decoder: str = "pil", channels_last: bool = False, compile: bool = False,
-                 cache_dir: str | os.PathLike | None = None, shards: int = 1,
-                 progress: Callable[[str], Any] | logging.Logger | None = None,
-                 log_every: int = 20) -> dict[str, Any]:
+def embed_images(
+    images: pl.DataFrame,
+    spec: Mapping[str, Any] | ModelSpec,
+    out_dir: str | os.PathLike,
+    *,
+    model_name: str,
+    torch_home: str | os.PathLike | None,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: str = "auto",
+    precision: str = "fp32",
+    decoder: str = "pil",
+    channels_last: bool = False,
+    compile: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    shards: int = 1,
+    progress: Callable[[str], Any] | logging.Logger | None = None,
+    log_every: int = 20,
+) -> dict[str, Any]:
     """Embed every image of ``images`` into ``out_dir`` (``part-00000.parquet`` + ``meta.json``,
     rows in input order); return the meta dict.
 
-    The shards are embedded one after the other, then merged (:func:`embed_shard`,
+    The spec (a config mapping or a parsed :class:`~corrembed.models.ModelSpec`) is parsed once
+    here. The shards are embedded one after the other, then merged (:func:`embed_shard`,
     :func:`merge_embedding_shards`); cache_dir None uses a temporary cache (nothing reused).
     On the CPU in fp32, repeated runs give identical embeddings.
     """
     _check_images_table(images)
     if images.height == 0:
         raise CorrEmbedError(f"model {model_name!r}: no images to embed (the catalogue is empty)")
-    settings = RunSettings(batch_size=batch_size, num_workers=num_workers, device=device,
-                           channels_last=channels_last, compile=compile, log_every=log_every)
+    spec = parse_model_spec(spec, model_name=model_name)
+    settings = RunSettings(
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        channels_last=channels_last,
+        compile=compile,
+        log_every=log_every,
+    )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / META_NAME).unlink(missing_ok=True)
@@ -467,9 +581,18 @@ def embed_images(images: pl.DataFrame, spec: Mapping[str, Any] | ModelSpec, out_
         cache = cache_dir if cache_dir is not None else Path(work) / "cache"
         paths = [Path(work) / f"shard-{shard_id(k, shards)}.parquet" for k in range(shards)]
         for k, path in enumerate(paths):
-            embed_shard(images, spec, path, model_name=model_name, torch_home=torch_home, cache_dir=cache,
-                        shard=(k, shards), precision=precision, decoder=decoder, settings=settings,
-                        progress=progress)
+            embed_shard(
+                images,
+                spec,
+                path,
+                torch_home=torch_home,
+                cache_dir=cache,
+                shard=(k, shards),
+                precision=precision,
+                decoder=decoder,
+                settings=settings,
+                progress=progress,
+            )
         return merge_embedding_shards(images, paths, out)
 
 
@@ -477,23 +600,37 @@ def embed_images(images: pl.DataFrame, spec: Mapping[str, Any] | ModelSpec, out_
 
 
 def _model_meta(spec: ModelSpec, transform_description: dict[str, Any]) -> dict[str, Any]:
+    """The model part of an embedding meta: name, source, arch, weights, layer, preprocessing."""
     return {
         "model": spec.name,
+        "source": spec.source,
         "arch": spec.arch,
-        "weights": {"configured": spec.weights.configured, "resolved": spec.weights.resolved,
-                    "kind": spec.weights.kind},
+        "weights": {
+            "configured": spec.weights.configured,
+            "resolved": spec.weights.resolved,
+            "kind": spec.weights.kind,
+        },
         "layer": spec.layer,
         "transforms": transform_description,
     }
 
 
 def _versions() -> dict[str, str]:
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "numpy": np.__version__, "pillow": PIL.__version__,
-            "pyarrow": pyarrow.__version__, "polars": pl.__version__, "corrembed": __version__}
+    """Versions of the libraries that make the embeddings (for meta.json)."""
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+        "pyarrow": pyarrow.__version__,
+        "polars": pl.__version__,
+        "corrembed": __version__,
+    }
 
 
 def _device_string(device: torch.device) -> str:
+    """``cpu`` or ``cuda:N`` (the index resolved)."""
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index}"
@@ -501,12 +638,14 @@ def _device_string(device: torch.device) -> str:
 
 
 def _device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's processor/machine string."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine() or "cpu"
 
 
 def _peak_memory(device: torch.device) -> dict[str, int | None]:
+    """Peak host RSS of this process and peak CUDA allocation on ``device`` (None off CUDA), in bytes."""
     # ru_maxrss is KiB on Linux, bytes on macOS; peak of this process (not DataLoader workers).
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rss_bytes = int(rss if sys.platform == "darwin" else rss * 1024)
@@ -520,16 +659,26 @@ def _peak_memory(device: torch.device) -> dict[str, int | None]:
 def run_settings(run: Mapping[str, Any], threads: int) -> RunSettings:
     """RunSettings from config ``embed:`` (batch_size, num_workers, device, channels_last,
     compile); DataLoader workers are capped at the job's threads minus the main process."""
-    return RunSettings(batch_size=int(run.get("batch_size", 32)),
-                       num_workers=min(int(run.get("num_workers", 0)), max(int(threads) - 1, 0)),
-                       device=str(run.get("device", "auto")),
-                       channels_last=bool(run.get("channels_last", False)),
-                       compile=bool(run.get("compile", False)))
+    return RunSettings(
+        batch_size=int(run.get("batch_size", 32)),
+        num_workers=min(int(run.get("num_workers", 0)), max(int(threads) - 1, 0)),
+        device=str(run.get("device", "auto")),
+        channels_last=bool(run.get("channels_last", False)),
+        compile=bool(run.get("compile", False)),
+    )
 
 
-def embed_shard_job(images_path: str | os.PathLike, shard_path: str | os.PathLike, *, model_name: str,
-                    shard: str, params: Mapping[str, Any], run: Mapping[str, Any], threads: int,
-                    log: logging.Logger) -> dict[str, Any]:
+def embed_shard_job(
+    images_path: str | os.PathLike,
+    shard_path: str | os.PathLike,
+    *,
+    model_name: str,
+    shard: str,
+    params: Mapping[str, Any],
+    run: Mapping[str, Any],
+    threads: int,
+    log: logging.Logger,
+) -> dict[str, Any]:
     """What the embed rule runs: :func:`embed_shard` for shard id ``shard`` ("00000-of-00002")
     of ``images_path`` (images.parquet) with the rule's params (spec, torch_home, precision,
     decoder) and the config's run settings (``run``: config ``embed``)."""
@@ -537,11 +686,28 @@ def embed_shard_job(images_path: str | os.PathLike, shard_path: str | os.PathLik
 
     images = pl.read_parquet(images_path)
     images = images.select([c for c in ("item_id", "image", "sha256") if c in images.columns])
-    meta = embed_shard(images, params["spec"], shard_path, model_name=model_name,
-                       torch_home=params.get("torch_home"), cache_dir=run.get("cache", "results/cache/embeddings"),
-                       shard=parse_shard_id(shard), precision=params.get("precision", "fp32"),
-                       decoder=params.get("decoder", "pil"), settings=run_settings(run, threads), progress=log)
-    log.info("%s shard %s: %d images, %d embedded (%s images/s on %s, %s), %d from the cache",
-             model_name, shard, meta["n_images"], meta["n_embedded"], meta["images_per_second"],
-             meta["device"], meta["precision"], meta["n_from_cache"])
+    spec = parse_model_spec(params["spec"], model_name=model_name)
+    meta = embed_shard(
+        images,
+        spec,
+        shard_path,
+        torch_home=params.get("torch_home"),
+        cache_dir=run.get("cache", "results/cache/embeddings"),
+        shard=parse_shard_id(shard),
+        precision=params.get("precision", "fp32"),
+        decoder=params.get("decoder", "pil"),
+        settings=run_settings(run, threads),
+        progress=log,
+    )
+    log.info(
+        "%s shard %s: %d images, %d embedded (%s images/s on %s, %s), %d from the cache",
+        model_name,
+        shard,
+        meta["n_images"],
+        meta["n_embedded"],
+        meta["images_per_second"],
+        meta["device"],
+        meta["precision"],
+        meta["n_from_cache"],
+    )
     return meta

@@ -33,11 +33,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
-import torchvision
 
 from .errors import CorrEmbedError
-from .models import RANDOM_INIT_SEED, ModelSpec
+from .models import ModelSpec, source_of
+from .models.preprocess import IDENTITY_FIELDS
 from .storage import atomic_path, write_json
 
 #: Bumped when the meaning of cached vectors changes (e.g. a different pooling rule).
@@ -58,29 +57,41 @@ def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
 
 
 def weights_identity(spec: ModelSpec) -> dict[str, Any]:
-    """What identifies the weights' values: the enum and its file (whose name carries a hash
-    prefix), a checkpoint's content hash (not its path: a moved file stays cached), or the
-    random-init seed with the library versions that define the initialisation."""
-    weights = spec.weights
-    if weights.kind == "torchvision":
-        return {"kind": "torchvision", "enum": weights.resolved,
-                "file": os.path.basename(weights.enum.url)}
-    if weights.kind == "checkpoint":
-        return {"kind": "checkpoint", "sha256": file_sha256(weights.path)}
-    return {"kind": "random", "seed": RANDOM_INIT_SEED, "torch": torch.__version__,
-            "torchvision": torchvision.__version__}
+    """What identifies the weights' values (the source's :meth:`~corrembed.models.ModelSource.weights_identity`).
+
+    torchvision: the enum and its file (whose name carries a hash prefix), a checkpoint's
+    content hash (not its path: a moved file stays cached), or the random-init seed with the
+    library versions that define the initialisation.
+    """
+    return source_of(spec).weights_identity(spec)
 
 
-def embedding_identity(spec: ModelSpec, transform_description: Mapping[str, Any], *,
-                       precision: str, decoder: str) -> dict[str, Any]:
+def embedding_identity(
+    spec: ModelSpec, transform_description: Mapping[str, Any], *, precision: str, decoder: str
+) -> dict[str, Any]:
     """Everything that changes an embedding, as a JSON-able dict (see the module docstring).
 
-    transform_description: the second value of :func:`corrembed.models.build_transform`.
-    precision: ``fp32``, ``bf16`` or ``fp16``; decoder: ``pil`` or ``torchvision``.
+    Parameters
+    ----------
+    spec : ModelSpec
+        The parsed model.
+    transform_description : mapping
+        The second value of :func:`corrembed.models.build_transform` (only its pixel fields,
+        :data:`corrembed.models.preprocess.IDENTITY_FIELDS`, enter the identity).
+    precision : str
+        ``fp32``, ``bf16`` or ``fp16``.
+    decoder : str
+        ``pil`` or ``torchvision``.
+
+    Returns
+    -------
+    dict
+        ``{format, arch, weights, layer, transforms, decoder, precision}`` for torchvision
+        models: exactly the dict of earlier releases, so existing cache keys stay valid (pinned
+        by a test). Other sources add ``source``.
     """
-    transforms = {key: transform_description[key]
-                  for key in ("resize_size", "crop_size", "mean", "std", "interpolation", "antialias")}
-    return {
+    transforms = {key: transform_description[key] for key in IDENTITY_FIELDS}
+    identity = {
         "format": CACHE_FORMAT,
         "arch": spec.arch,
         "weights": weights_identity(spec),
@@ -89,6 +100,9 @@ def embedding_identity(spec: ModelSpec, transform_description: Mapping[str, Any]
         "decoder": decoder,
         "precision": precision,
     }
+    if spec.source != "torchvision":
+        identity["source"] = spec.source
+    return identity
 
 
 def identity_key(identity: Mapping[str, Any]) -> str:
@@ -98,8 +112,13 @@ def identity_key(identity: Mapping[str, Any]) -> str:
 
 
 def cache_schema(dim: int) -> pa.Schema:
-    return pa.schema([pa.field("sha256", pa.string(), nullable=False),
-                      pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False)])
+    """Arrow schema of a cache segment: ``sha256`` string, ``embedding`` fixed_size_list<float32>[dim]."""
+    return pa.schema(
+        [
+            pa.field("sha256", pa.string(), nullable=False),
+            pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False),
+        ]
+    )
 
 
 class EmbeddingCache:
@@ -111,6 +130,7 @@ class EmbeddingCache:
     """
 
     def __init__(self, root: str | os.PathLike, identity: Mapping[str, Any]):
+        """Open (or create) the folder of ``identity`` under ``root`` and index its segments."""
         self.identity = dict(identity)
         self.key = identity_key(self.identity)
         self.directory = Path(root) / self.key
@@ -121,7 +141,8 @@ class EmbeddingCache:
             if stored != json.loads(json.dumps(self.identity)):
                 raise CorrEmbedError(
                     f"embedding cache {self.directory}: identity.json does not match key {self.key} "
-                    "(the folder was edited or copied); delete the folder to rebuild it")
+                    "(the folder was edited or copied); delete the folder to rebuild it"
+                )
         else:
             write_json(identity_file, self.identity)
         self.dim: int | None = None
@@ -139,13 +160,16 @@ class EmbeddingCache:
                 self._add_segment(path)
 
     def _add_segment(self, path: Path) -> None:
+        """Index one segment: its dimension, row-group starts and every sha256 it holds."""
         parquet = pq.ParquetFile(path)
         dim = parquet.schema_arrow.field("embedding").type.list_size
         if self.dim is None:
             self.dim = dim
         elif dim != self.dim:
-            raise CorrEmbedError(f"embedding cache {self.directory}: segment {path.name} has dimension "
-                                 f"{dim}, others {self.dim}; delete the folder to rebuild it")
+            raise CorrEmbedError(
+                f"embedding cache {self.directory}: segment {path.name} has dimension "
+                f"{dim}, others {self.dim}; delete the folder to rebuild it"
+            )
         sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.metadata.num_row_groups)]
         starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         number = len(self._segments)
@@ -156,9 +180,11 @@ class EmbeddingCache:
             self._index.setdefault(sha, (number, row))
 
     def __contains__(self, sha256: str) -> bool:
+        """Whether the embedding of this content hash is cached."""
         return sha256 in self._index
 
     def __len__(self) -> int:
+        """Number of distinct content hashes cached."""
         return len(self._index)
 
     def missing(self, shas: Iterable[str]) -> list[str]:
@@ -188,8 +214,12 @@ class EmbeddingCache:
             group = int(np.searchsorted(starts, row, side="right")) - 1
             groups.setdefault((segment, group), []).append((position, row - int(starts[group])))
         for (segment, group), members in groups.items():
-            column = pq.ParquetFile(self._segments[segment][0]).read_row_group(
-                group, columns=["embedding"]).column("embedding").combine_chunks()
+            column = (
+                pq.ParquetFile(self._segments[segment][0])
+                .read_row_group(group, columns=["embedding"])
+                .column("embedding")
+                .combine_chunks()
+            )
             block = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, self.dim)
             positions, rows = np.array(members, dtype=np.int64).T
             out[positions] = block[rows]
@@ -197,21 +227,26 @@ class EmbeddingCache:
 
     # ------------------------------------------------------------------ writing
 
-    def writer(self, dim: int, *, segment_rows: int = 4096, segment_seconds: float = 300.0
-               ) -> "CacheSegmentWriter":
+    def writer(self, dim: int, *, segment_rows: int = 4096, segment_seconds: float = 300.0) -> CacheSegmentWriter:
         """A :class:`CacheSegmentWriter` adding segments of ``dim``-dimensional embeddings."""
         if self.dim is not None and dim != self.dim:
-            raise CorrEmbedError(f"embedding cache {self.directory} holds {self.dim}-dimensional "
-                                 f"embeddings, the model gives {dim}; delete the folder to rebuild it")
+            raise CorrEmbedError(
+                f"embedding cache {self.directory} holds {self.dim}-dimensional "
+                f"embeddings, the model gives {dim}; delete the folder to rebuild it"
+            )
         return CacheSegmentWriter(self, dim, segment_rows=segment_rows, segment_seconds=segment_seconds)
 
     def _commit(self, shas: list[str], vectors: np.ndarray) -> None:
+        """Write ``(shas, vectors (n, dim))`` as one new segment, atomically, and index it."""
         dim = vectors.shape[1]
         name = f"seg-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
         table = pa.table(
-            [pa.array(shas, type=pa.string()),
-             pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), type=pa.float32()), dim)],
-            schema=cache_schema(dim))
+            [
+                pa.array(shas, type=pa.string()),
+                pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), type=pa.float32()), dim),
+            ],
+            schema=cache_schema(dim),
+        )
         with atomic_path(self.directory / name) as tmp:
             pq.write_table(table, tmp, row_group_size=SEGMENT_ROW_GROUP, compression="zstd")
         self._add_segment(self.directory / name)
@@ -226,6 +261,7 @@ class CacheSegmentWriter:
     """
 
     def __init__(self, cache: EmbeddingCache, dim: int, *, segment_rows: int, segment_seconds: float):
+        """See the class docstring."""
         self.cache = cache
         self.dim = int(dim)
         self.segment_rows = max(int(segment_rows), 1)
@@ -235,7 +271,8 @@ class CacheSegmentWriter:
         self._vectors: list[np.ndarray] = []
         self._started = time.monotonic()
 
-    def __enter__(self) -> "CacheSegmentWriter":
+    def __enter__(self) -> CacheSegmentWriter:
+        """The writer itself."""
         return self
 
     def add(self, shas: Sequence[str], vectors: np.ndarray) -> None:
@@ -245,8 +282,7 @@ class CacheSegmentWriter:
             raise ValueError(f"expected ({len(shas)}, {self.dim}) embeddings, got {vectors.shape}")
         self._shas.extend(shas)
         self._vectors.append(vectors)
-        if (len(self._shas) >= self.segment_rows
-                or time.monotonic() - self._started >= self.segment_seconds):
+        if len(self._shas) >= self.segment_rows or time.monotonic() - self._started >= self.segment_seconds:
             self.flush()
 
     def flush(self) -> None:
@@ -258,6 +294,7 @@ class CacheSegmentWriter:
         self._started = time.monotonic()
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        """Commit the buffered rows (also on an exception; its error is the one reported)."""
         if exc_type is None:
             self.flush()
             return

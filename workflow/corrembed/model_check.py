@@ -3,50 +3,47 @@ weights download, found before any image is embedded.
 
 The embed stage would find these problems only after ingest and while building each model; the
 workflow's ``check_model`` rule runs :func:`check_model_spec` first (local, with priority) so a
-typo stops the run at once: unknown arch (close matches listed), unknown weights enum (valid ones
-listed), bad transform overrides, a layer that is not a graph node (the nodes near the
-classifier listed), a checkpoint file that is missing, unreadable or does not fit the
-architecture (first mismatching keys listed). The network is built on PyTorch's ``meta`` device
-where the builder allows it, so no memory is allocated and no weights are read except a
-checkpoint's.
+typo stops the run at once: unknown source, arch (close matches listed) or weights (valid ones
+listed), a missing optional package (install command given), bad transform overrides, a layer
+the model does not have, a checkpoint file that is missing, unreadable or does not fit the
+architecture (first mismatching keys listed). Each source checks its own way without reading
+hub weights (torchvision: the network on PyTorch's ``meta`` device, no memory allocated).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from .models import (
-    FeatureExtractor,
-    ModelSpec,
-    _shape_only_model,
-    build_transform,
-    load_checkpoint_state_dict,
-    load_state_dict_checked,
-    parse_model_spec,
-)
+from .models import ModelSpec, parse_model_spec, preprocessing, source_of
 
 
 def check_model_spec(spec: Mapping[str, Any] | ModelSpec, *, model_name: str) -> dict[str, Any]:
-    """Validate a model spec without embedding anything; raise ConfigError naming the problem.
+    """Validate a model spec without embedding anything.
 
-    Returns a record ``{model, arch, weights, kind, layer, transforms}`` of what was checked.
+    Parameters
+    ----------
+    spec : ModelSpec or mapping
+        The model (a mapping is parsed here, with checkpoint files required to exist).
+    model_name : str
+        The config key of the model, named in every error.
+
+    Returns
+    -------
+    dict
+        ``{model, source, arch, weights, kind, layer, transforms}``: what was checked.
+
+    Raises
+    ------
+    ConfigError
+        Naming the model and the key that is wrong.
     """
     spec = parse_model_spec(spec, model_name=model_name, check_files=True)
-    _, transforms = build_transform(spec)
-    model = _shape_only_model(spec.arch).eval()
-    if spec.weights.kind == "checkpoint":
-        state_dict = load_checkpoint_state_dict(spec.weights.path, model_name=spec.name)
-        with warnings.catch_warnings():
-            # Copying into meta tensors is a no-op by design: only the keys and shapes matter.
-            warnings.filterwarnings("ignore", message=".*copying from a non-meta parameter.*")
-            load_state_dict_checked(
-                model, state_dict, model_name=spec.name, source=spec.weights.path, arch=spec.arch
-            )
-    FeatureExtractor(model, spec.layer, model_name=spec.name)  # raises for unknown layers
+    transforms = preprocessing(spec).describe()
+    source_of(spec).check(spec)
     return {
         "model": spec.name,
+        "source": spec.source,
         "arch": spec.arch,
         "weights": spec.weights.configured,
         "kind": spec.weights.kind,

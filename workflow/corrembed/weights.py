@@ -33,9 +33,16 @@ _CHUNK = 1 << 20
 urlopen = urllib.request.urlopen
 
 
-def ensure_weights(spec: Mapping[str, Any] | ModelSpec, torch_home: str | os.PathLike, *, model_name: str,
-                   allow_download: bool = True, timeout: float = 10, check_hash: bool = False,
-                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def ensure_weights(
+    spec: Mapping[str, Any] | ModelSpec,
+    torch_home: str | os.PathLike,
+    *,
+    model_name: str,
+    allow_download: bool = True,
+    timeout: float = 10,
+    check_hash: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Make sure the spec's weights are available locally; return a record of them.
 
     - torchvision enum: the cache file must be present (size > 0; with ``check_hash`` also the
@@ -54,8 +61,14 @@ def ensure_weights(spec: Mapping[str, Any] | ModelSpec, torch_home: str | os.Pat
     spec = parse_model_spec(spec, model_name=model_name, check_files=False)
     weights = spec.weights
     record: dict[str, Any] = {
-        "model": spec.name, "arch": spec.arch, "weights": weights.configured, "resolved": weights.resolved,
-        "kind": weights.kind, "path": None, "bytes": None, "sha256": None,
+        "model": spec.name,
+        "arch": spec.arch,
+        "weights": weights.configured,
+        "resolved": weights.resolved,
+        "kind": weights.kind,
+        "path": None,
+        "bytes": None,
+        "sha256": None,
     }
     if weights.kind == "random":
         return record
@@ -76,9 +89,14 @@ def ensure_weights(spec: Mapping[str, Any] | ModelSpec, torch_home: str | os.Pat
             digest = file_sha256(path)
             prefix = expected_hash_prefix(path.name)
             if prefix and not digest.startswith(prefix):
-                raise WeightsUnavailableError(weights_unavailable_message(
-                    spec, path, f"the cached file is corrupt (sha256 {digest[:12]}..., its name "
-                    f"says {prefix}...); delete it and run again"))
+                raise WeightsUnavailableError(
+                    weights_unavailable_message(
+                        spec,
+                        path,
+                        f"the cached file is corrupt (sha256 {digest[:12]}..., its name "
+                        f"says {prefix}...); delete it and run again",
+                    )
+                )
             record["sha256"] = digest
         record.update(path=str(path), bytes=path.stat().st_size)
         return record
@@ -88,7 +106,8 @@ def ensure_weights(spec: Mapping[str, Any] | ModelSpec, torch_home: str | os.Pat
         digest = download_file(enum.url, path, timeout=timeout, progress=progress)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise WeightsUnavailableError(
-            weights_unavailable_message(spec, path, f"download failed: {type(exc).__name__}: {exc}")) from exc
+            weights_unavailable_message(spec, path, f"download failed: {type(exc).__name__}: {exc}")
+        ) from exc
     record.update(path=str(path), bytes=path.stat().st_size, sha256=digest)
     return record
 
@@ -108,8 +127,9 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def download_file(url: str, path: str | os.PathLike, *, timeout: float = 10,
-                  progress: Callable[[str], None] | None = None) -> str:
+def download_file(
+    url: str, path: str | os.PathLike, *, timeout: float = 10, progress: Callable[[str], None] | None = None
+) -> str:
     """Download ``url`` to ``path`` atomically; return the hex sha256 of the bytes.
 
     ``timeout`` bounds each network operation (unlike torch.hub's downloader, which can hang on a
@@ -138,13 +158,16 @@ def download_file(url: str, path: str | os.PathLike, *, timeout: float = 10,
                     say(f"  {done / 1e6:.1f}{share} MB, {done / 1e6 / (now - started):.1f} MB/s")
         hex_digest = digest.hexdigest()
         if prefix and not hex_digest.startswith(prefix):
-            raise ValueError(f"sha256 {hex_digest[:12]}... of the downloaded bytes does not start with "
-                             f"{prefix} (from the file name); the download is corrupt")
+            raise ValueError(
+                f"sha256 {hex_digest[:12]}... of the downloaded bytes does not start with "
+                f"{prefix} (from the file name); the download is corrupt"
+            )
     return hex_digest
 
 
-def load_state_dict_offline(spec: Mapping[str, Any] | ModelSpec, torch_home: str | os.PathLike, *,
-                            model_name: str) -> dict[str, torch.Tensor]:
+def load_state_dict_offline(
+    spec: Mapping[str, Any] | ModelSpec, torch_home: str | os.PathLike, *, model_name: str
+) -> dict[str, torch.Tensor]:
     """The state dict of the spec's enum weights from the cache; never downloads.
 
     Raises :class:`WeightsUnavailableError` (same message as :func:`ensure_weights`) when the
@@ -156,6 +179,7 @@ def load_state_dict_offline(spec: Mapping[str, Any] | ModelSpec, torch_home: str
         raise ValueError(f"model {spec.name!r}: weights {spec.weights.configured!r} are not a torchvision enum")
     path = torchvision_cache_file(spec.weights.enum, torch_home)
     if not (path.is_file() and path.stat().st_size > 0):
-        raise WeightsUnavailableError(weights_unavailable_message(spec, path, "embedding jobs never download; "
-                                                           "run the weights stage first"))
+        raise WeightsUnavailableError(
+            weights_unavailable_message(spec, path, "embedding jobs never download; run the weights stage first")
+        )
     return torch.load(path, map_location="cpu", weights_only=True)

@@ -2,12 +2,26 @@
 
 import re
 
+# A torchvision model's layer defaults to penultimate here, not in the schema (other sources
+# have other defaults); the source key is dropped when it names the default. Every rule then
+# sees the params it saw before sources existed, written out or not: nothing reruns.
+for _spec in config["models"].values():
+    if _spec.get("source", "torchvision") == "torchvision":
+        _spec.pop("source", None)
+        _spec.setdefault("layer", "penultimate")
 MODELS = list(config["models"])
 WEIGHTINGS = list(config["tags"]["weightings"])
 DEMO = "results/demo"
 # Model keys that change the embedding; everything else (batch size, device, ImageNet
 # figures) must not re-embed, so embed jobs see only these as params.
-EMBEDDING_KEYS = ("arch", "weights", "layer", "transforms")
+EMBEDDING_KEYS = (
+    "source",
+    "arch",
+    "weights",
+    "layer",
+    "transforms",
+    "trust_remote_code",
+)
 
 
 wildcard_constraints:
@@ -63,6 +77,7 @@ def tag_settings():
 
 
 def embedding_spec(wildcards):
+    """The model's embedding-relevant keys (the library parses this mapping once per job)."""
     spec = config["models"][wildcards.model]
     return canonical({key: spec[key] for key in EMBEDDING_KEYS if key in spec})
 

@@ -11,8 +11,6 @@ from corrembed.weights import ensure_weights
 
 model = snakemake.wildcards.model
 with job_logging(snakemake.log[0], f"weights[{model}]") as log:
-    record = ensure_weights(
-        snakemake.params.spec, snakemake.params.torch_home, model_name=model, progress=log.info
-    )
+    record = ensure_weights(snakemake.params.spec, snakemake.params.torch_home, model_name=model, progress=log.info)
     log.info("weights ready: %s", record)
     write_json(snakemake.output[0], record)

@@ -1,0 +1,33 @@
+"""Diagnostics: why a model scores as it does (issue 12).
+
+Modules, one concept each:
+
+- :mod:`.neighbours` — exact blockwise top-k cosine neighbours; seeded stratified queries.
+- :mod:`.retrieval` — nDCG@k (gain = tag similarity), precision@k and mAP@k per category.
+- :mod:`.attributes` — per-category CorrEmbed alone and the drop when a category is left out.
+- :mod:`.comparison` — paired bootstrap between models: differences, p-values, ranks, tied sets.
+- :mod:`.embedding_map` — 2-D t-SNE map (openTSNE) on a seeded subsample.
+- :mod:`.figures` — the figures (matplotlib, Agg).
+- :mod:`.report` — one self-contained HTML report.
+
+Nothing here holds an n x n matrix: similarities are computed in (b, n) blocks.
+"""
+
+from .attributes import attribute_scores
+from .comparison import ModelComparison, compare_models
+from .embedding_map import EmbeddingMap, embedding_map
+from .neighbours import Neighbours, stratified_queries, top_k_neighbours
+from .retrieval import RetrievalScores, retrieval_scores
+
+__all__ = [
+    "EmbeddingMap",
+    "ModelComparison",
+    "Neighbours",
+    "RetrievalScores",
+    "attribute_scores",
+    "compare_models",
+    "embedding_map",
+    "retrieval_scores",
+    "stratified_queries",
+    "top_k_neighbours",
+]

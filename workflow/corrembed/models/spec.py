@@ -1,0 +1,204 @@
+"""A model spec, parsed once: the config's ``models:`` entry as a typed :class:`ModelSpec`.
+
+A *model spec* is one entry of the config ``models:`` mapping (name -> dict)::
+
+    {source: "torchvision",                  # default; or "timm", "open_clip", "huggingface"
+     arch: "resnet50",                       # the source's model name
+     weights: ...,                           # the source's weights reference, or null (random init)
+     layer: ...,                             # default: the source's default layer
+     transforms: {resize_size, crop_size, mean, std, interpolation},  # optional overrides
+     imagenet: {acc1, acc5, num_params, gflops}}                   # optional, for checkpoints
+
+The common keys are validated here; the source (:mod:`corrembed.models.source`) resolves
+``arch``, ``weights`` and ``layer``. Everything downstream (weights step, check step, embed
+stage, cache identity, summary) takes the parsed :class:`ModelSpec`, never the raw mapping.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+#: Keys every source understands.
+SPEC_KEYS = ("source", "arch", "weights", "layer", "transforms", "imagenet")
+#: Keys of a config model entry that concern the embed job, not the model itself.
+RUN_KEYS = ("precision", "decoder")
+IMAGENET_KEYS = ("acc1", "acc5", "num_params", "gflops")
+DEFAULT_SOURCE = "torchvision"
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """What ``weights:`` in a model spec refers to.
+
+    Attributes
+    ----------
+    kind : str
+        ``"torchvision"`` (a torchvision weights enum member), ``"pretrained"`` (a hub tag of
+        another source), ``"checkpoint"`` (a local file or folder) or ``"random"`` (seeded init).
+    configured : str or None
+        The value as written in the config (``None`` for random init).
+    enum : torchvision WeightsEnum member or None
+        The resolved enum member (``DEFAULT`` resolved) for ``kind == "torchvision"``.
+    path : Path or None
+        The checkpoint file or folder (absolute) for ``kind == "checkpoint"``.
+    tag : str or None
+        The hub reference for ``kind == "pretrained"`` (timm ``name.tag``, an open_clip tag,
+        ``hf-hub:org/repo``, a Hugging Face model id).
+    """
+
+    kind: str
+    configured: str | None
+    enum: Any = None
+    path: Path | None = None
+    tag: str | None = None
+
+    @property
+    def resolved(self) -> str | None:
+        """``"ResNet50_Weights.IMAGENET1K_V2"``, the hub tag, the checkpoint path, or ``None``."""
+        if self.enum is not None:
+            return f"{type(self.enum).__name__}.{self.enum.name}"
+        if self.tag is not None:
+            return self.tag
+        if self.path is not None:
+            return str(self.path)
+        return None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A validated model spec (see the module docstring).
+
+    Attributes
+    ----------
+    name : str
+        The config key naming the model (used in every message).
+    arch : str
+        The source's model name (``resnet50``, ``tf_efficientnet_lite0``, ``ViT-B-32``, ...).
+    weights : ResolvedWeights
+        What the weights are.
+    layer : str
+        Where embeddings are taken (source-specific names; see each source module).
+    transform_overrides : dict
+        The config's validated ``transforms:`` overrides.
+    imagenet : dict
+        The config's validated ``imagenet:`` figures.
+    source : str
+        ``"torchvision"`` (default), ``"timm"``, ``"open_clip"`` or ``"huggingface"``.
+    options : dict
+        Source-specific extra keys (e.g. ``trust_remote_code`` for Hugging Face).
+    """
+
+    name: str
+    arch: str
+    weights: ResolvedWeights
+    layer: str = "penultimate"
+    transform_overrides: dict[str, Any] = field(default_factory=dict)
+    imagenet: dict[str, Any] = field(default_factory=dict)
+    source: str = DEFAULT_SOURCE
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_model_spec(spec: Mapping[str, Any] | ModelSpec, *, model_name: str, check_files: bool = True) -> ModelSpec:
+    """Validate a config model spec and resolve it through its source.
+
+    Parameters
+    ----------
+    spec : mapping or ModelSpec
+        The config entry; an already parsed :class:`ModelSpec` is returned unchanged.
+    model_name : str
+        The config key of the model, named in every error.
+    check_files : bool
+        Whether a checkpoint path must exist (it is not read here).
+
+    Returns
+    -------
+    ModelSpec
+
+    Raises
+    ------
+    ConfigError
+        For an unknown key or source, an unknown arch, weights or layer (close matches
+        listed), bad transform overrides or ImageNet figures, a missing ``weights:`` key (random
+        init must be asked for with ``weights: null``), a missing checkpoint (``check_files``),
+        or a source whose package is not installed (the ``pip install`` command is given).
+    """
+    from .preprocess import validate_transform_overrides
+    from .source import get_source
+
+    if isinstance(spec, ModelSpec):
+        return spec
+    if not isinstance(spec, Mapping):
+        raise ConfigError(
+            f"model {model_name!r}: expected a mapping with keys {', '.join(SPEC_KEYS)}, got {type(spec).__name__}"
+        )
+    source_name = spec.get("source") or DEFAULT_SOURCE
+    source = get_source(source_name, model_name=model_name)
+    reject_unknown_keys(spec, SPEC_KEYS + RUN_KEYS + source.extra_keys, f"model {model_name!r} (source {source_name})")
+    if "arch" not in spec:
+        raise ConfigError(f"model {model_name!r}: missing 'arch' ({source.arch_help})")
+    if "weights" not in spec:
+        raise ConfigError(
+            f"model {model_name!r}: missing 'weights'. {source.weights_help} Or write 'weights: null' for a "
+            "random initialisation (never chosen silently)."
+        )
+    arch = source.resolve_arch(spec["arch"], model_name=model_name)
+    weights = source.resolve_weights(arch, spec["weights"], model_name=model_name, check_files=check_files)
+    layer = spec.get("layer")
+    if layer is None:
+        layer = source.default_layer
+    if not isinstance(layer, str) or not layer:
+        raise ConfigError(
+            f"model {model_name!r}: 'layer' must be a non-empty string ({source.layer_help}), got {layer!r}"
+        )
+    layer = source.resolve_layer(layer, model_name=model_name)
+    overrides = validate_transform_overrides(spec.get("transforms") or {}, model_name)
+    imagenet = validate_imagenet(spec.get("imagenet") or {}, model_name)
+    options = source.resolve_options(spec, model_name=model_name)
+    return ModelSpec(model_name, arch, weights, layer, overrides, imagenet, source.name, options)
+
+
+def reject_unknown_keys(mapping: Mapping, allowed: tuple[str, ...], where: str) -> None:
+    """Raise ConfigError for the first key of ``mapping`` not in ``allowed`` (closest key suggested).
+
+    Parameters
+    ----------
+    mapping : Mapping
+        The config section checked.
+    allowed : tuple of str
+        Its valid keys.
+    where : str
+        The section's name in the message (``"model 'r50'"``).
+    """
+    for key in mapping:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{where}: unknown key {key!r}{hint}; allowed keys: {', '.join(allowed)}")
+
+
+def validate_imagenet(values: Any, model_name: str) -> dict[str, Any]:
+    """Validate a spec's ``imagenet:`` mapping: numbers only, ``num_params`` as an int.
+
+    Returns
+    -------
+    dict
+        ``{key: float or int}`` for the keys given (None values dropped).
+    """
+    where = f"model {model_name!r} imagenet"
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of {', '.join(IMAGENET_KEYS)}, got {values!r}")
+    reject_unknown_keys(values, IMAGENET_KEYS, where)
+    clean: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+        clean[key] = int(value) if key == "num_params" else float(value)
+    return clean
