@@ -52,7 +52,7 @@ def model_specs() -> dict[str, dict]:
                 "arch": f"tf_efficientnet_lite{k}",
                 "weights": str(WEIGHTS / f"tf_efficientnet_lite{k}_imagenet.safetensors"),
             }
-            parse_model_spec(f"lite{k}", spec)  # raises where the timm source is not there
+            parse_model_spec(spec, model_name=f"lite{k}")  # raises where the timm source is not there
             specs[f"tf_efficientnet_lite{k}"] = spec
     except Exception as exc:  # noqa: BLE001 -- report and go on with the torchvision checkpoint
         print(f"timm EfficientNet-Lite checkpoints skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
