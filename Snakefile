@@ -22,6 +22,7 @@ include: "workflow/rules/tags.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/summary.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/diagnostics.smk"
 
 
 rule all:
@@ -30,3 +31,8 @@ rule all:
         "results/summary.csv",
         "results/plots/corrembed_vs_imagenet.png",
         "results/plots/corrembed_vs_imagenet.svg",
+        (
+            ["results/diagnostics/report.html"]
+            if config["diagnostics"]["enabled"]
+            else []
+        ),

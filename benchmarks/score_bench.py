@@ -83,6 +83,7 @@ def _run_case(case: str, data_dir: Path, repeat: int, device: str = "cpu") -> di
     from scipy.stats import pearsonr
 
     from corrembed import score
+    from corrembed.score.prepare import _blocks, _normalize_dense_rows
 
     x = np.load(data_dir / "x.npy")
     tags = sp.load_npz(data_dir / "tags.npz").tocsr()
@@ -98,8 +99,8 @@ def _run_case(case: str, data_dir: Path, repeat: int, device: str = "cpu") -> di
             sync = torch.cuda.synchronize
 
     if case == "bare":
-        block = score._blocks(None, n).pearson
-        xn = score._normalize_dense_rows(x)
+        block = _blocks(None, n).pearson
+        xn = _normalize_dense_rows(x)
         if device != "cpu":
             xn = torch.from_numpy(xn).to(torch_device)
 
@@ -124,7 +125,7 @@ def _run_case(case: str, data_dir: Path, repeat: int, device: str = "cpu") -> di
         def fn():
             # Setup once (not extrapolated), then one anchor at a time (scaled to n anchors).
             start = time.perf_counter()
-            xn = score._normalize_dense_rows(x)
+            xn = _normalize_dense_rows(x)
             norms = np.sqrt(np.asarray(tags.multiply(tags).sum(axis=1)).ravel())
             tn = sp.csr_matrix(sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ tags)
             keep = np.ones(n, dtype=bool)
@@ -166,15 +167,32 @@ def _run_case(case: str, data_dir: Path, repeat: int, device: str = "cpu") -> di
 
 def _subprocess_case(case: str, data_dir: Path, repeat: int, device: str) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--case", case, "--data", str(data_dir), "--repeat", str(repeat), "--device", device],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            __file__,
+            "--case",
+            case,
+            "--data",
+            str(data_dir),
+            "--repeat",
+            str(repeat),
+            "--device",
+            device,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def machine() -> str:
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
         "unknown CPU",
     )
     blas = "unknown BLAS"
@@ -195,8 +213,11 @@ def main() -> None:
     parser.add_argument("--categories", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs per timing")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
-    parser.add_argument("--device", default="cpu",
-                        help="cpu (numpy), or a torch device for the product and scoring cases (cuda, torch-cpu)")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (numpy), or a torch device for the product and scoring cases (cuda, torch-cpu)",
+    )
     parser.add_argument("--case", help=argparse.SUPPRESS)  # subprocess side
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -210,10 +231,15 @@ def main() -> None:
 
         gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else "torch on the CPU"
         print(f"Device for bare/exact/sampled/report: {args.device} ({gpu}, torch {torch.__version__})")
-    print(f"Machine: {machine()}; d={args.dim}, t={args.slots} slots, {args.categories} non-zeros per row; "
-          f"best of {args.repeat} (report: 1 run)\n", flush=True)
-    header = ("| n | bare s | exact s | ratio | blockwise s (ratio) | per-row s (extrap.) | speedup "
-              "| sampled 1000 s | report s | mem exact MiB | mem sampled MiB | mem report MiB |")
+    print(
+        f"Machine: {machine()}; d={args.dim}, t={args.slots} slots, {args.categories} non-zeros per row; "
+        f"best of {args.repeat} (report: 1 run)\n",
+        flush=True,
+    )
+    header = (
+        "| n | bare s | exact s | ratio | blockwise s (ratio) | per-row s (extrap.) | speedup "
+        "| sampled 1000 s | report s | mem exact MiB | mem sampled MiB | mem report MiB |"
+    )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for n in args.sizes:
@@ -226,7 +252,9 @@ def main() -> None:
         cell = lambda c, key="seconds", fmt="{:.2f}": fmt.format(res[c][key]) if c in res else "-"  # noqa: E731
         ratio = lambda c: f"{res[c]['seconds'] / res['bare']['seconds']:.2f}" if c in res and "bare" in res else "-"  # noqa: E731
         speedup = (
-            f"{res['per_row']['seconds'] / res['exact']['seconds']:.0f}x" if "per_row" in res and "exact" in res else "-"
+            f"{res['per_row']['seconds'] / res['exact']['seconds']:.0f}x"
+            if "per_row" in res and "exact" in res
+            else "-"
         )
         print(
             f"| {n} | {cell('bare')} | {cell('exact')} | {ratio('exact')} | {cell('blockwise')} ({ratio('blockwise')}) "
@@ -237,8 +265,11 @@ def main() -> None:
         for other in ("blockwise", "float64"):
             if "exact" in res and other in res:
                 diff = np.max(np.abs(np.subtract(res["exact"]["value"], res[other]["value"])))
-                print(f"<!-- n={n}: exact (CorrEmbed, all-pairs) = {res['exact']['value']}, "
-                      f"|exact - {other}| = {diff:.1e} -->", flush=True)
+                print(
+                    f"<!-- n={n}: exact (CorrEmbed, all-pairs) = {res['exact']['value']}, "
+                    f"|exact - {other}| = {diff:.1e} -->",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

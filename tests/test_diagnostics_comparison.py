@@ -69,3 +69,27 @@ def test_model_ci_equals_the_score_interval():
     cmp = compare_models(R, resamples=300, seed=5)
     row = cmp.ranking.filter(cmp.ranking["model"] == "A").row(0, named=True)
     assert (row["ci_low"], row["ci_high"]) == bootstrap_interval(R["A"], 300, 0.95, 5)
+
+
+def test_rank_columns_fill_the_summary_per_model_and_weighting():
+    import polars as pl
+
+    from corrembed.diagnostics.comparison import with_rank_columns
+
+    summary = pl.DataFrame(
+        {
+            "model": ["A", "B", "A", "B"],
+            "weighting": ["binary", "binary", "entropy", "entropy"],
+            "rank": [None] * 4,
+            "tied_with": [None] * 4,
+            "corrembed": [0.3, 0.2, 0.1, 0.4],
+        }
+    )
+    cmp = compare_models(R, draws=DRAWS, alpha=0.5, correction="none")
+    ranking_csv = pl.DataFrame({"model": ["B", "A"], "rank": [1, 2], "tied_with": [None, None]})  # as read back
+    out = with_rank_columns(summary, {"binary": cmp.ranking, "entropy": ranking_csv})
+    assert out.columns == summary.columns
+    assert out["rank"].to_list() == [1, 2, 2, 1]
+    assert out["tied_with"].to_list() == ["B", "A", "", ""]
+    empty = with_rank_columns(summary.drop("rank", "tied_with"), {})
+    assert empty.columns[-2:] == ["rank", "tied_with"] and empty["rank"].is_null().all()

@@ -2,9 +2,10 @@
 
 Runs the real ``snakemake`` command with the configuration of
 ``examples/fashion-product-224.yaml`` on a seeded subset of the catalogue: the pretrained
-mobilenet_v2 checkpoint (../shared/weights, mean=std=0.5) and the same architecture with random
-weights. The pretrained model must score clearly above the random one, which must score above the
-controls; the controls must be within +-0.03 of 0 (include_self: false).
+mobilenet_v2 checkpoint (../shared/weights, mean=std=0.5) and the timm EfficientNet-Lite0
+checkpoint, each with its random-init twin (the example's Lite1/Lite2 are left out to keep the
+test short). Each pretrained model must score clearly above its random twin, which must score above
+the controls; the controls must be within +-0.03 of 0 (include_self: false).
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def real_summary(tmp_path_factory, fashion_dir, mobilenet_checkpoint):
     config["catalogue"]["manifest"] = str(directory / "subset.csv")
     config["catalogue"]["image_template"] = str(fashion_dir / "images" / "{id}.jpg")
     config["models"]["mobilenet_v2_coral"]["weights"] = str(mobilenet_checkpoint)
+    lite0 = config["models"]["efficientnet_lite0"]
+    lite0["weights"] = str(mobilenet_checkpoint.parent / "tf_efficientnet_lite0_imagenet.safetensors")
+    keep = ("mobilenet_v2_coral", "mobilenet_v2_random", "efficientnet_lite0")
+    config["models"] = {name: config["models"][name] for name in keep}
+    config["models"]["efficientnet_lite0_random"] = {"source": "timm", "arch": "tf_efficientnet_lite0", "weights": None}
     config["scoring"]["anchors"] = "all"
     write_config(directory, config)
     check(snakemake(directory, "--cores", "2"))
@@ -46,11 +52,16 @@ def test_pretrained_beats_random_init_beats_controls(real_summary):
     print(real_summary.select("model", "weighting", "corrembed", "ci_low", "ci_high",
                               "allpairs_pearson", "anchor_spearman", "allpairs_spearman",
                               *CONTROLS))
-    pretrained, random_init = scores["mobilenet_v2_coral"], scores["mobilenet_v2_random"]
-    assert pretrained > random_init + 0.05
-    pretrained_row = headline.filter(pl.col("model") == "mobilenet_v2_coral")
-    random_row = headline.filter(pl.col("model") == "mobilenet_v2_random")
-    assert pretrained_row["ci_low"][0] > random_row["ci_high"][0]  # intervals do not overlap
+    pairs = (("mobilenet_v2_coral", "mobilenet_v2_random"), ("efficientnet_lite0", "efficientnet_lite0_random"))
+    for pretrained, random_init in pairs:
+        assert scores[pretrained] > scores[random_init] + 0.05
+        pretrained_row = headline.filter(pl.col("model") == pretrained)
+        random_row = headline.filter(pl.col("model") == random_init)
+        assert pretrained_row["ci_low"][0] > random_row["ci_high"][0]  # intervals do not overlap
+    sources = dict(zip(headline["model"], headline["source"]))
+    assert sources["efficientnet_lite0"] == "timm" and sources["mobilenet_v2_coral"] == "torchvision"
+    kinds = dict(zip(headline["model"], headline["imagenet_acc1_kind"].fill_null("")))
+    assert kinds["efficientnet_lite0"] == "config" and kinds["efficientnet_lite0_random"] == ""
     for row in headline.iter_rows(named=True):
         for control in CONTROLS:
             assert abs(row[control]) < 0.03, (row["model"], control, row[control])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,9 @@ from scipy.stats import pearsonr, spearmanr
 
 from corrembed import score
 from corrembed.errors import ScoringError
+from corrembed.records import ScoreRecord
+from corrembed.score import backends, pearson, prepare, threads
+from corrembed.score_files import write_score
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -95,8 +100,12 @@ def data():
 def test_corrembed_matches_scipy_oracle(data, strategy, include_self, block_size):
     x, tags, sim_x, sim_t = data
     result = score.corrembed(
-        x, sp.csr_matrix(tags), anchors="all", include_self=include_self,
-        block_size=block_size, strategy=strategy,
+        x,
+        sp.csr_matrix(tags),
+        anchors="all",
+        include_self=include_self,
+        block_size=block_size,
+        strategy=strategy,
     )
     expected = oracle_per_anchor(sim_x, sim_t, tags, np.arange(len(x)), include_self)
     assert_same_nan_close(result.per_anchor, expected, atol=1e-9)
@@ -143,15 +152,19 @@ def test_float32_mean_within_float32_product_noise_of_float64():
 
 
 @SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), b=st.integers(1, 40), d=st.integers(1, 40),
-       dtype=st.sampled_from([np.float32, np.float64]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    b=st.integers(1, 40),
+    d=st.integers(1, 40),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
 def test_blocked_triangular_quadratic_forms_match_direct(seed, b, d, dtype):
     rng = np.random.default_rng(seed)
     y = rng.standard_normal((d + 5, d))
     scatter = y.T @ y  # symmetric positive semi-definite, like C
     xa = rng.standard_normal((b, d)).astype(dtype)
-    be = score._NumpyBackend()
-    got = score._quadratic_forms(be, xa, score._half_upper(scatter, be, xa))
+    be = backends._NumpyBackend()
+    got = pearson._quadratic_forms(be, xa, pearson._half_upper(scatter, be, xa))
     x64 = xa.astype(np.float64)
     expected = np.einsum("ij,jk,ik->i", x64, scatter, x64)
     tol = 1e-9 if dtype == np.float64 else 2e-5
@@ -161,18 +174,18 @@ def test_blocked_triangular_quadratic_forms_match_direct(seed, b, d, dtype):
 
 def test_scatter_chunks_and_pass_threads_do_not_change_results(monkeypatch):
     x, tags = make_data(n=257, d=7, t=20, seed=4)
-    ops = score._prepare(x, tags)
-    one = score._pearson_factors(ops, scatter=True, centred=True, chunk=10_000)
-    monkeypatch.setattr(score, "_MIN_ROWS_PER_THREAD", 10)  # several threads per chunk
-    many = score._pearson_factors(ops, scatter=True, centred=True, chunk=50)
+    ops = prepare._prepare(x, tags)
+    one = pearson._pearson_factors(ops, scatter=True, centred=True, chunk=10_000)
+    monkeypatch.setattr(threads, "_MIN_ROWS_PER_THREAD", 10)  # several threads per chunk
+    many = pearson._pearson_factors(ops, scatter=True, centred=True, chunk=50)
     for name in ("x_mean", "cross", "scatter_t", "scatter_x", "x_centred", "x_dot_mean"):
         np.testing.assert_allclose(getattr(many, name), getattr(one, name), rtol=0, atol=1e-12, err_msg=name)
 
 
 def test_map_rows_covers_the_range_in_order(monkeypatch):
-    monkeypatch.setattr(score, "_MIN_ROWS_PER_THREAD", 3)
+    monkeypatch.setattr(threads, "_MIN_ROWS_PER_THREAD", 3)
     for start, stop in ((0, 0), (0, 2), (5, 6), (0, 100), (7, 1000)):
-        ranges = score._map_rows(lambda a, b: (a, b), start, stop)
+        ranges = threads._map_rows(lambda a, b: (a, b), start, stop)
         assert ranges[0][0] == start and ranges[-1][1] == stop
         assert all(prev[1] == nxt[0] for prev, nxt in zip(ranges, ranges[1:]))
 
@@ -185,10 +198,10 @@ def _child_scores(queue):
 def test_threaded_passes_work_in_a_forked_child(monkeypatch):
     import multiprocessing
 
-    monkeypatch.setattr(score, "_MIN_ROWS_PER_THREAD", 10)
+    monkeypatch.setattr(threads, "_MIN_ROWS_PER_THREAD", 10)
     x, tags = make_data(n=3000, d=5, t=12, seed=2)
     expected = score.corrembed(x, tags, anchors=50).mean  # the parent's pool now exists
-    assert score._pass_pool is not None or score._pass_threads() == 1
+    assert threads._pass_pool is not None or threads._pass_threads() == 1
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=_child_scores, args=(queue,))
@@ -211,10 +224,10 @@ def test_huge_finite_embedding_values_are_normalized_not_rejected():
 
 def test_auto_strategy_equals_both_forced_strategies():
     x, tags = make_data(n=400, d=6, t=30, seed=3)
-    ops = score._prepare(x, tags)
-    assert score._use_factored(ops, 400, "auto")  # d << n: factored is cheaper
-    wide = score._prepare(np.random.default_rng(0).standard_normal((50, 4096)), tags[:50])
-    assert not score._use_factored(wide, 50, "auto")
+    ops = prepare._prepare(x, tags)
+    assert pearson._use_factored(ops, 400, "auto")  # d << n: factored is cheaper
+    wide = prepare._prepare(np.random.default_rng(0).standard_normal((50, 4096)), tags[:50])
+    assert not pearson._use_factored(wide, 50, "auto")
     results = [score.corrembed(x, tags, anchors=150, strategy=s).per_anchor for s in ("auto", "blockwise", "factored")]
     np.testing.assert_allclose(results[0], results[1], atol=1e-12)
     np.testing.assert_allclose(results[0], results[2], atol=1e-12)
@@ -223,12 +236,12 @@ def test_auto_strategy_equals_both_forced_strategies():
 def test_joint_plan_shares_one_scatter_between_anchors_and_all_pairs():
     rng = np.random.default_rng(8)
     x, tags = rng.standard_normal((60, 64)), (rng.random((60, 10)) < 0.3) * 1.0
-    ops = score._prepare(x, tags)
+    ops = prepare._prepare(x, tags)
     # Alone, per-anchor Pearson is (just) cheaper blockwise; with the all-pairs Pearson also
     # needing the scatter, both factored is the cheapest plan.
-    assert not score._use_factored(ops, 60, "auto")
-    assert score._pearson_plan(ops, 60, "auto") == (True, True)
-    assert score._pearson_plan(ops, 60, "blockwise") == (False, False)
+    assert not pearson._use_factored(ops, 60, "auto")
+    assert pearson._pearson_plan(ops, 60, "auto") == (True, True)
+    assert pearson._pearson_plan(ops, 60, "blockwise") == (False, False)
     auto, auto_pairs = score.pearson_scores(x, tags)
     forced, forced_pairs = score.pearson_scores(x, tags, strategy="blockwise")
     assert_same_nan_close(auto.per_anchor, forced.per_anchor, atol=1e-12)
@@ -350,8 +363,13 @@ def random_case(seed, n, d, t):
 
 @SETTINGS
 @given(
-    seed=st.integers(0, 2**32 - 1), n=st.integers(4, 40), d=st.integers(1, 6), t=st.integers(1, 8),
-    scale=st.floats(1e-3, 1e3), include_self=st.booleans(), strategy=st.sampled_from(["blockwise", "factored"]),
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(4, 40),
+    d=st.integers(1, 6),
+    t=st.integers(1, 8),
+    scale=st.floats(1e-3, 1e3),
+    include_self=st.booleans(),
+    strategy=st.sampled_from(["blockwise", "factored"]),
 )
 def test_invariant_to_positive_scaling(seed, n, d, t, scale, include_self, strategy):
     rng, x, tags = random_case(seed, n, d, t)
@@ -372,8 +390,14 @@ def test_invariant_to_positive_scaling(seed, n, d, t, scale, include_self, strat
 
 
 @SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(4, 40), d=st.integers(1, 6), t=st.integers(1, 8),
-       include_self=st.booleans(), method=st.sampled_from(["pearson", "spearman"]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(4, 40),
+    d=st.integers(1, 6),
+    t=st.integers(1, 8),
+    include_self=st.booleans(),
+    method=st.sampled_from(["pearson", "spearman"]),
+)
 def test_invariant_to_consistent_permutation_of_items(seed, n, d, t, include_self, method):
     rng, x, tags = random_case(seed, n, d, t)
     tags[0, 0] = 1.0
@@ -385,8 +409,12 @@ def test_invariant_to_consistent_permutation_of_items(seed, n, d, t, include_sel
     except ScoringError:
         return
     moved = score.corrembed(
-        x[perm], sp.csr_matrix(tags[perm]), anchors=inverse[anchors], include_self=include_self,
-        method=method, block_size=4,
+        x[perm],
+        sp.csr_matrix(tags[perm]),
+        anchors=inverse[anchors],
+        include_self=include_self,
+        method=method,
+        block_size=4,
     )
     assert_same_nan_close(moved.per_anchor, base.per_anchor, atol=1e-9)
     assert score.allpairs_pearson(x[perm], tags[perm]) == pytest.approx(
@@ -494,9 +522,20 @@ def test_report_matches_standalone_functions(report):
     assert (rep.ci_low, rep.ci_high) == score.bootstrap_interval(base.per_anchor, 500, 0.95, 5)
     d = rep.as_dict()
     for key in (
-        "corrembed", "ci_low", "ci_high", "allpairs_pearson", "anchor_spearman", "allpairs_spearman",
-        "allpairs_spearman_method", "allpairs_spearman_se", "n_items", "n_anchors", "n_anchors_skipped",
-        "control_random", "control_shuffled_embeddings", "control_shuffled_tags",
+        "corrembed",
+        "ci_low",
+        "ci_high",
+        "allpairs_pearson",
+        "anchor_spearman",
+        "allpairs_spearman",
+        "allpairs_spearman_method",
+        "allpairs_spearman_se",
+        "n_items",
+        "n_anchors",
+        "n_anchors_skipped",
+        "control_random",
+        "control_shuffled_embeddings",
+        "control_shuffled_tags",
     ):
         assert key in d
     assert d["n_items"] == 800 and d["n_anchors"] == 300 and d["allpairs_spearman_method"] == "exact"
@@ -580,20 +619,20 @@ def test_row_ranks_match_scipy_rankdata_with_ties(seed, k, m, levels):
 def test_memory_budget_bounds_every_similarity_block(monkeypatch):
     x, tags = make_data(n=400, d=6, t=20, seed=6, structured=1.0)
     budget_mb = 0.05
-    blocks = score._blocks(None, 400, budget_mb)
+    blocks = prepare._blocks(None, 400, budget_mb)
     assert max(blocks.pearson, blocks.ranks, blocks.pairs) < 400
     assert blocks.ranks * 400 * 112 <= budget_mb * 2**20
     seen = []
-    original = score.similarity_block
+    original = prepare._Operands.similarity_block
 
-    def recording(ops, rows, col_start=0):
+    def recording(self, rows, col_start=0):
         seen.append(len(rows))
-        return original(ops, rows, col_start)
+        return original(self, rows, col_start)
 
-    monkeypatch.setattr(score, "similarity_block", recording)
+    monkeypatch.setattr(prepare._Operands, "similarity_block", recording)
     small = score.score_report(x, tags, anchors=120, bootstrap=50, memory_budget_mb=budget_mb)
     assert seen and max(seen) <= max(blocks.pearson, blocks.ranks, blocks.pairs) < 400
-    monkeypatch.setattr(score, "similarity_block", original)
+    monkeypatch.setattr(prepare._Operands, "similarity_block", original)
     large = score.score_report(x, tags, anchors=120, bootstrap=50)
     for key, value in large.as_dict().items():
         if isinstance(value, float):
@@ -652,15 +691,24 @@ def test_report_mantel_is_seeded_and_off_by_default():
 
 
 def test_write_score_stores_drawn_anchor_ids(tmp_path, report):
-    import json
 
     import polars as pl
 
     x, tags, rep = report
     ids = np.array([f"item-{i:04d}" for i in range(len(x))])
-    score.write_score(rep, tmp_path / "score.json", tmp_path / "anchors.parquet", item_ids=ids, extra={"model": "m"})
+    write_score(
+        rep,
+        tmp_path / "score.json",
+        tmp_path / "anchors.parquet",
+        item_ids=ids,
+        extra={"model": "m", "weighting": "binary"},
+    )
     written = json.loads((tmp_path / "score.json").read_text())
     assert written["model"] == "m" and written["corrembed"] == rep.corrembed and written["seed"] == 5
+    # Written through the typed record: it reads back through the same type, versioned.
+    record = ScoreRecord.read(tmp_path / "score.json")
+    assert written["schema_version"] == record.schema_version == ScoreRecord.SCHEMA_VERSION
+    assert (record.model, record.weighting, record.corrembed) == ("m", "binary", rep.corrembed)
     table = pl.read_parquet(tmp_path / "anchors.parquet")
     assert table.columns == ["anchor", "item_id", "r_pearson", "r_spearman"]
     np.testing.assert_array_equal(table["anchor"].to_numpy(), score.resolve_anchors(300, len(x), 5))
@@ -680,8 +728,9 @@ def backend_agreement(x, tags, device, atol):
     """Every statistic on ``device`` equals the numpy backend's."""
     for strategy in ("blockwise", "factored"):
         for include_self in (False, True):
-            got = score.corrembed(x, tags, anchors="all", strategy=strategy, include_self=include_self,
-                                  block_size=37, device=device)
+            got = score.corrembed(
+                x, tags, anchors="all", strategy=strategy, include_self=include_self, block_size=37, device=device
+            )
             ref = score.corrembed(x, tags, anchors="all", strategy=strategy, include_self=include_self, block_size=37)
             assert_same_nan_close(got.per_anchor, ref.per_anchor, atol=atol)
     got = score.corrembed(x, tags, anchors=60, method="spearman", block_size=16, device=device)
@@ -689,9 +738,11 @@ def backend_agreement(x, tags, device, atol):
     assert_same_nan_close(got.per_anchor, ref.per_anchor, atol=atol)
     for strategy in ("blockwise", "factored"):
         assert score.allpairs_pearson(x, tags, strategy=strategy, device=device) == pytest.approx(
-            score.allpairs_pearson(x, tags, strategy=strategy), abs=atol)
+            score.allpairs_pearson(x, tags, strategy=strategy), abs=atol
+        )
     assert score.allpairs_spearman(x, tags, device=device).value == pytest.approx(
-        score.allpairs_spearman(x, tags).value, abs=atol)
+        score.allpairs_spearman(x, tags).value, abs=atol
+    )
     got_m = score.mantel_test(x, tags, permutations=20, device=device)
     ref_m = score.mantel_test(x, tags, permutations=20)
     np.testing.assert_allclose(got_m.null, ref_m.null, atol=max(atol, 1e-6))
@@ -738,3 +789,91 @@ def test_cuda_backend_matches_oracle_and_numpy(data):
     assert_same_nan_close(got.per_anchor, ref.per_anchor, atol=2e-5)
     rep = score.score_report(x32, tags32, anchors=500, bootstrap=100, device="cuda", permutations=20)
     assert rep.device.startswith("cuda") and rep.mantel_p == pytest.approx(1 / 21)
+
+
+# --------------------------------------------------------------------------------------------
+# The front: one options object, device "auto", public similarity blocks, docstring examples
+# --------------------------------------------------------------------------------------------
+
+
+def test_options_object_and_keyword_overrides_are_the_same_call():
+    x, tags = make_data(n=120, d=6, t=15, seed=12)
+    opts = score.ScoreOptions(anchors=40, seed=3, include_self=True, bootstrap=80, permutations=9)
+    by_options = score.score_report(x, tags, opts)
+    by_keywords = score.score_report(x, tags, anchors=40, seed=3, include_self=True, bootstrap=80, permutations=9)
+    overridden = score.score_report(
+        x, tags, score.ScoreOptions(anchors=7), anchors=40, seed=3, include_self=True, bootstrap=80, permutations=9
+    )
+    assert by_options.as_dict() == by_keywords.as_dict() == overridden.as_dict()
+    np.testing.assert_array_equal(by_options.per_anchor_pearson, by_keywords.per_anchor_pearson)
+    # Entry points keep their own defaults when no options object is given.
+    assert score.pearson_scores(x, tags)[0].n_anchors == 120
+    assert score.mantel_test(x, tags).permutations == 999
+    with pytest.raises(TypeError, match="anchor_count"):
+        score.corrembed(x, tags, anchor_count=5)
+
+
+def test_options_from_the_workflow_config_match_the_schema_defaults():
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
+    schema = yaml.safe_load(path.read_text())["properties"]["scoring"]["properties"]
+    defaults = {key: spec["default"] for key, spec in schema.items()}
+    opts = score.ScoreOptions.from_config(defaults)
+    assert opts.max_exact_pairs == defaults["max_exact_spearman_pairs"] == score.DEFAULT_MAX_EXACT_PAIRS
+    for key in (
+        "anchors",
+        "seed",
+        "include_self",
+        "bootstrap",
+        "confidence",
+        "permutations",
+        "memory_budget_mb",
+        "device",
+        "allow_tf32",
+    ):
+        assert getattr(opts, key) == defaults[key], key
+
+
+def test_device_auto_works_in_every_entry_point():
+    x, tags = make_data(n=80, d=5, t=10, seed=13)
+    expected = "cuda" if __import__("torch").cuda.is_available() else "cpu"
+    assert score.resolve_score_device("auto") == expected
+    rep = score.score_report(x, tags, anchors=20, bootstrap=20, device="auto")
+    assert rep.device.startswith(expected)
+    if expected == "cpu":
+        cpu = score.score_report(x, tags, anchors=20, bootstrap=20, device="cpu")
+        assert json.dumps(rep.as_dict()) == json.dumps(cpu.as_dict())  # NaN fields equal too
+    for fn in (
+        score.corrembed,
+        score.anchor_spearman,
+        score.allpairs_pearson,
+        score.pearson_scores,
+        score.allpairs_spearman,
+    ):
+        fn(x, tags, device="auto")
+    score.mantel_test(x, tags, permutations=5, device="auto")
+    score.similarity_block(x, tags, [0, 1], device="auto")
+
+
+def test_public_similarity_block_matches_naive_cosine():
+    x, tags = make_data(n=50, d=6, t=12, seed=14)
+    rows = np.array([3, 0, 41])
+    emb, tag = score.similarity_block(x, tags, rows, col_start=5)
+    assert isinstance(emb, np.ndarray) and isinstance(tag, np.ndarray) and emb.shape == tag.shape == (3, 45)
+    dense = tags.toarray() if sp.issparse(tags) else np.asarray(tags)
+    np.testing.assert_allclose(emb, cosine_matrix(x)[rows, 5:], atol=1e-12)
+    np.testing.assert_allclose(tag, cosine_matrix(dense)[rows, 5:], atol=1e-12)
+
+
+def test_docstring_examples_run():
+    import doctest
+    import importlib
+
+    modules = ["options", "backends", "threads", "prepare", "ranks", "inference", "api", "report", ""]
+    failed = 0
+    for name in modules:
+        module = importlib.import_module("corrembed.score" + (f".{name}" if name else ""))
+        result = doctest.testmod(module, extraglobs={"np": np}, optionflags=doctest.NORMALIZE_WHITESPACE)
+        failed += result.failed
+    assert failed == 0

@@ -36,7 +36,8 @@ TINY = demo_config(
            "resources": {"mem_mb": 2000, "runtime": 10}},
     models={"r18": random_model("resnet18", 64, 56)},
     scoring={"anchors": "all", "bootstrap": 50},
-)
+    # Not the subject here, and they would add ~8 jobs to a run bounded by SNAKEMAKE_TIMEOUT.
+) | {"diagnostics": {"enabled": False}}
 # Rules whose jobs must go to Slurm, and local rules (cheap, or needing the internet).
 CLUSTER_RULES = {"ingest", "embed", "score"}
 LOCAL_RULES = {"demo_catalogue", "weights", "tags", "summary", "plots", "all"}

@@ -168,3 +168,39 @@ def test_weights_are_within_unit_interval_and_catalogue_matches_slow_count(rows)
         assert row["n_values"] == len(values)
         assert row["entropy"] == pytest.approx(h, abs=1e-12)
         assert -1e-12 <= row["weight"] <= 1 + 1e-12
+
+
+def _many_tags(seed: int, n_items: int = 400) -> tuple[pl.DataFrame, list[str], pl.DataFrame]:
+    """A catalogue with many values of skewed frequency (so float sums depend on their order)
+    and an interactions log."""
+    rng = np.random.default_rng(seed)
+    items = [f"i{k}" for k in range(n_items)]
+    rows = [
+        (item, category, f"{category}{int(v)}")
+        for item in items
+        for category, n_values in (("colour", 37), ("type", 11), ("usage", 5))
+        if rng.random() < 0.9
+        for v in [min(rng.zipf(1.3), n_values)]
+    ]
+    events = pl.DataFrame({"user_id": [f"u{k}" for k in rng.integers(0, 40, 3000)], "item_id": rng.choice(items, 3000)})
+    return _tags(rows), items, events
+
+
+@pytest.mark.parametrize("weighting", ["entropy", "binary"])
+def test_weights_are_bit_identical_whatever_the_row_order(weighting):
+    # Shuffled input rows must give the same weights to the last bit (polars' group_by hands
+    # groups over in an arbitrary order; the sums must not follow it).
+    tags, items, events = _many_tags(3)
+    first = category_table(tags, items, weighting, interactions=events)
+    for seed in range(6):
+        again = category_table(
+            tags.sample(fraction=1.0, shuffle=True, seed=seed),
+            items,
+            weighting,
+            interactions=events.sample(fraction=1.0, shuffle=True, seed=seed),
+        )
+        assert again.sort("category").equals(first.sort("category"))
+    without_log = category_table(tags, items, weighting)
+    for seed in range(6):
+        shuffled = tags.sample(fraction=1.0, shuffle=True, seed=seed)
+        assert category_table(shuffled, items, weighting).sort("category").equals(without_log.sort("category"))

@@ -179,9 +179,11 @@ def _check_images_table(images: pl.DataFrame) -> None:
 # --------------------------------------------------------------------------- the forward loop
 
 
-def _build_extractor(spec: ModelSpec, torch_home, target: torch.device, settings: RunSettings) -> torch.nn.Module:
+def _build_extractor(
+    spec: ModelSpec, torch_home, target: torch.device, settings: RunSettings, hf_home=None
+) -> torch.nn.Module:
     """The spec's embedding extractor on ``target`` in eval mode (channels_last / compiled per ``settings``)."""
-    model = build_model(spec, torch_home=torch_home)
+    model = build_model(spec, torch_home=torch_home, hf_home=hf_home)
     extractor = build_extractor(spec, model).to(target).eval()
     if settings.channels_last:
         extractor = extractor.to(memory_format=torch.channels_last)
@@ -204,10 +206,11 @@ def _embed_missing(
     settings: RunSettings,
     say: Callable[[str], Any],
     label: str,
+    hf_home=None,
 ) -> dict[str, Any]:
     """Embed ``paths`` (distinct contents ``shas``) and add them to ``cache``; return timings."""
     started = time.monotonic()
-    forward = _build_extractor(spec, torch_home, target, settings)
+    forward = _build_extractor(spec, torch_home, target, settings, hf_home)
     setup_seconds = time.monotonic() - started
     on_cuda = target.type == "cuda"
     dataset = ImageFileDataset(
@@ -301,13 +304,15 @@ def embed_shard(
     decoder: str = "pil",
     settings: RunSettings = RunSettings(),
     progress: Callable[[str], Any] | logging.Logger | None = None,
+    hf_home: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Embed shard ``shard = (index, count)`` of ``images`` into ``shard_path``; return its meta.
 
     images: the catalogue's images table (``item_id``, ``image``, ``sha256``; without
         ``sha256`` the files are hashed here), in catalogue order.
     spec: the parsed model spec (:func:`corrembed.models.parse_model_spec`); hub weights are
-        read from ``torch_home`` (the weights step's cache) and never downloaded.
+        read from ``torch_home`` / ``hf_home`` (the weights step's caches) with the hub
+        offline, never downloaded.
     cache_dir: root of the embedding cache; images whose content is cached under this
         model's identity are not embedded again, new embeddings are added to it.
     precision: ``fp32``, ``bf16`` or ``fp16`` (autocast of the forward pass; stored float32);
@@ -336,7 +341,7 @@ def embed_shard(
     item_ids = rows.get_column("item_id").cast(pl.String).to_list()
     paths = rows.get_column("image").cast(pl.String).to_list()
     shas = content_hashes(rows)
-    resolved_preprocessing = preprocessing(spec)
+    resolved_preprocessing = preprocessing(spec, torch_home=torch_home, hf_home=hf_home)
     transform_description = resolved_preprocessing.describe()
     identity = embedding_identity(spec, transform_description, precision=precision, decoder=decoder)
     cache = EmbeddingCache(cache_dir, identity)
@@ -360,6 +365,7 @@ def embed_shard(
             precision=precision,
             decoder=decoder,
             torch_home=torch_home,
+            hf_home=hf_home,
             target=target,
             settings=settings,
             say=say,
@@ -553,6 +559,7 @@ def embed_images(
     shards: int = 1,
     progress: Callable[[str], Any] | logging.Logger | None = None,
     log_every: int = 20,
+    hf_home: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Embed every image of ``images`` into ``out_dir`` (``part-00000.parquet`` + ``meta.json``,
     rows in input order); return the meta dict.
@@ -586,6 +593,7 @@ def embed_images(
                 spec,
                 path,
                 torch_home=torch_home,
+                hf_home=hf_home,
                 cache_dir=cache,
                 shard=(k, shards),
                 precision=precision,
@@ -678,6 +686,7 @@ def embed_shard_job(
     run: Mapping[str, Any],
     threads: int,
     log: logging.Logger,
+    hf_home: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """What the embed rule runs: :func:`embed_shard` for shard id ``shard`` ("00000-of-00002")
     of ``images_path`` (images.parquet) with the rule's params (spec, torch_home, precision,
@@ -692,6 +701,7 @@ def embed_shard_job(
         spec,
         shard_path,
         torch_home=params.get("torch_home"),
+        hf_home=hf_home,
         cache_dir=run.get("cache", "results/cache/embeddings"),
         shard=parse_shard_id(shard),
         precision=params.get("precision", "fp32"),

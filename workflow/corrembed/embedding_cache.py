@@ -90,7 +90,9 @@ def embedding_identity(
         models: exactly the dict of earlier releases, so existing cache keys stay valid (pinned
         by a test). Other sources add ``source``.
     """
-    transforms = {key: transform_description[key] for key in IDENTITY_FIELDS}
+    transforms = {
+        key: transform_description[key] for key in (*IDENTITY_FIELDS, "resize_mode") if key in transform_description
+    }
     identity = {
         "format": CACHE_FORMAT,
         "arch": spec.arch,

@@ -64,7 +64,9 @@ class Preprocess:
     """The fields of a torchvision ``ImageClassification`` transform, applied in two parts.
 
     resize_size: shorter side after resizing; crop_size: side of the centre crop;
-    interpolation, antialias: as torchvision; mean, std: per-channel, on the 0..1 scale.
+    interpolation, antialias: as torchvision; mean, std: per-channel, on the 0..1 scale;
+    squash: resize to resize_size x resize_size ignoring the aspect ratio (open_clip's
+    ``resize_mode: squash``, e.g. SigLIP) instead of resizing the shorter side.
     """
 
     resize_size: int
@@ -73,6 +75,7 @@ class Preprocess:
     antialias: bool | None
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    squash: bool = False
 
     @classmethod
     def from_transform(cls, transform: Any) -> Preprocess:
@@ -84,16 +87,22 @@ class Preprocess:
             transform.antialias,
             tuple(transform.mean),
             tuple(transform.std),
+            getattr(transform, "resize_mode", "shortest") == "squash",
         )
+
+    @property
+    def resize_to(self) -> list[int]:
+        """The ``size`` argument of ``F.resize``: the shorter side, or both sides when squashing."""
+        return [self.resize_size, self.resize_size] if self.squash else [self.resize_size]
 
     def pil_pixels(self, image: Image.Image) -> torch.Tensor:
         """RGB PIL image -> resized, centre-cropped uint8 (3, crop, crop) (Pillow resize)."""
-        image = F.resize(image, [self.resize_size], interpolation=self.interpolation, antialias=self.antialias)
+        image = F.resize(image, self.resize_to, interpolation=self.interpolation, antialias=self.antialias)
         return F.pil_to_tensor(F.center_crop(image, [self.crop_size]))
 
     def tensor_pixels(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 (3, H, W) tensor (any device) -> resized, centre-cropped uint8 (3, crop, crop)."""
-        image = F.resize(image, [self.resize_size], interpolation=self.interpolation, antialias=True)
+        image = F.resize(image, self.resize_to, interpolation=self.interpolation, antialias=True)
         return F.center_crop(image, [self.crop_size]).contiguous()
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -12,13 +12,21 @@ hub weights (torchvision: the network on PyTorch's ``meta`` device, no memory al
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
+from .errors import WeightsUnavailableError
 from .models import ModelSpec, parse_model_spec, preprocessing, source_of
 
 
-def check_model_spec(spec: Mapping[str, Any] | ModelSpec, *, model_name: str) -> dict[str, Any]:
+def check_model_spec(
+    spec: Mapping[str, Any] | ModelSpec,
+    *,
+    model_name: str,
+    torch_home: str | os.PathLike | None = None,
+    hf_home: str | os.PathLike | None = None,
+) -> dict[str, Any]:
     """Validate a model spec without embedding anything.
 
     Parameters
@@ -27,6 +35,9 @@ def check_model_spec(spec: Mapping[str, Any] | ModelSpec, *, model_name: str) ->
         The model (a mapping is parsed here, with checkpoint files required to exist).
     model_name : str
         The config key of the model, named in every error.
+    torch_home, hf_home : path or None
+        The weights caches: hub models whose configs are cached already are checked fully;
+        the others are checked by the weights step (``transforms`` is then None here).
 
     Returns
     -------
@@ -39,8 +50,11 @@ def check_model_spec(spec: Mapping[str, Any] | ModelSpec, *, model_name: str) ->
         Naming the model and the key that is wrong.
     """
     spec = parse_model_spec(spec, model_name=model_name, check_files=True)
-    transforms = preprocessing(spec).describe()
     source_of(spec).check(spec)
+    try:
+        transforms = preprocessing(spec, torch_home=torch_home, hf_home=hf_home).describe()
+    except WeightsUnavailableError:
+        transforms = None  # a hub model's preprocessing config arrives with the weights step
     return {
         "model": spec.name,
         "source": spec.source,

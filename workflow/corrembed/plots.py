@@ -88,15 +88,22 @@ def plot_corrembed_vs_imagenet(summary: pl.DataFrame, paths: list[str | os.PathL
     """Labelled scatter of the headline CorrEmbed against ImageNet acc@1, one file per path.
 
     summary: the summary table (SUMMARY_COLUMNS). Each model with ImageNet accuracy is a point
-    with its bootstrap interval; the least-squares line is drawn with its Pearson r when three
-    or more points exist. Models without ImageNet accuracy (random init, checkpoints without
-    figures) are dashed horizontal lines; the controls a grey band (their range over models).
+    with its bootstrap interval. Supervised top-1 (``imagenet_acc1_kind`` supervised or config;
+    all points when the column is absent) are filled circles, and the least-squares line with its
+    Pearson r is fitted on them alone when three or more exist; zero-shot top-1 (CLIP-style
+    models, open_clip's table) are hollow diamonds outside the fit, since classifying by text
+    prompts is another quantity. Models without ImageNet accuracy (random init, checkpoints
+    without figures) are dashed horizontal lines; the controls a grey band (their range).
     """
     rows = summary.filter(pl.col("headline"))
     weighting = rows["weighting"][0] if rows.height else "?"
     source = rows["weight_source"][0] if rows.height else "?"
+    if "imagenet_acc1_kind" not in rows.columns:
+        rows = rows.with_columns(imagenet_acc1_kind=pl.lit("supervised"))
     with_acc = rows.filter(pl.col("imagenet_acc1").is_not_null()).sort("imagenet_acc1")
     without_acc = rows.filter(pl.col("imagenet_acc1").is_null())
+    zero_shot = with_acc.filter(pl.col("imagenet_acc1_kind") == "zero-shot")
+    with_acc = with_acc.filter(pl.col("imagenet_acc1_kind").fill_null("") != "zero-shot")
 
     fig, ax = plt.subplots(figsize=(8.5, 6), layout="constrained")
     x = with_acc["imagenet_acc1"].to_numpy().astype(float)
@@ -106,15 +113,24 @@ def plot_corrembed_vs_imagenet(summary: pl.DataFrame, paths: list[str | os.PathL
     ax.errorbar(
         x, y, yerr=np.vstack([y - low, high - y]), fmt="o", color="tab:blue", ecolor="tab:blue",
         elinewidth=1, capsize=3, markersize=6, zorder=3,
-        label="model (95 % bootstrap interval)" if len(x) else None,
+        label="supervised ImageNet top-1 (95 % bootstrap interval)" if len(x) else None,
     )
+    zx = zero_shot["imagenet_acc1"].to_numpy().astype(float)
+    zy = zero_shot["corrembed"].to_numpy().astype(float)
+    if len(zx):
+        zlow, zhigh = zero_shot["ci_low"].to_numpy().astype(float), zero_shot["ci_high"].to_numpy().astype(float)
+        ax.errorbar(
+            zx, zy, yerr=np.vstack([zy - zlow, zhigh - zy]), fmt="D", mfc="white", color="tab:purple",
+            ecolor="tab:purple", elinewidth=1, capsize=3, markersize=6, zorder=3,
+            label="zero-shot ImageNet top-1 (CLIP-style model; not in the fit)",
+        )
     if len(x) >= 3 and np.ptp(x) > 0:
         fit = stats.linregress(x, y)
         grid = np.linspace(x.min() - 0.5, x.max() + 0.5, 50)
         ax.plot(grid, fit.intercept + fit.slope * grid, color="tab:blue", alpha=0.5, lw=1.5,
-                label=f"least-squares fit, Pearson r = {fit.rvalue:.2f} (n = {len(x)})")
+                label=f"least-squares fit on supervised top-1 only, Pearson r = {fit.rvalue:.2f} (n = {len(x)})")
     else:
-        ax.plot([], [], " ", label=f"no fitted line: {len(x)} model(s) with ImageNet accuracy, 3 needed")
+        ax.plot([], [], " ", label=f"no fitted line: {len(x)} model(s) with supervised ImageNet accuracy, 3 needed")
 
     ax.margins(x=0.12, y=0.1)
     # Models without ImageNet accuracy: one dashed line per distinct score, names joined.
@@ -129,7 +145,7 @@ def plot_corrembed_vs_imagenet(summary: pl.DataFrame, paths: list[str | os.PathL
                    label="controls: random, shuffled embeddings, shuffled tags (range)")
     ax.axhline(0.0, color="black", lw=0.5)
     ax.set_xlabel("ImageNet-1k top-1 accuracy (%)")
-    if not len(x):
+    if not len(x) and not len(zx):
         # No model has a known accuracy: an x scale would be invented, so show none.
         ax.set_xticks([])
         ax.set_xlabel("ImageNet-1k top-1 accuracy: unknown for every model "
@@ -145,10 +161,12 @@ def plot_corrembed_vs_imagenet(summary: pl.DataFrame, paths: list[str | os.PathL
     renderer = fig.canvas.get_renderer()
     marker = 5 * fig.dpi / 72  # half a marker's width, in pixels
     obstacles = [ax.get_legend().get_window_extent(renderer)]
-    for px, py in ax.transData.transform(np.column_stack([x, y])) if len(x) else []:
+    all_x, all_y = np.concatenate([x, zx]), np.concatenate([y, zy])
+    for px, py in ax.transData.transform(np.column_stack([all_x, all_y])) if len(all_x) else []:
         obstacles.append(Bbox([[px - marker, py - marker], [px + marker, py + marker]]))
+    names = [*with_acc["model"], *zero_shot["model"]]
     point_labels = [(_point_candidates(xi, yi), name) for xi, yi, name in
-                    sorted(zip(x, y, with_acc["model"]), key=lambda item: -item[1])]
+                    sorted(zip(all_x, all_y, names), key=lambda item: -item[1])]
     obstacles = _place_labels(ax, point_labels, obstacles, fontsize=9)
     _place_labels(ax, line_labels, obstacles, fontsize=8, color="tab:orange")
     for path in paths:

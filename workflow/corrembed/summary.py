@@ -18,6 +18,7 @@ from .records import CatalogueReport, EmbeddingMeta, ScoreRecord
 
 SUMMARY_COLUMNS = (
     "model",
+    "source",
     "arch",
     "weights",
     "layer",
@@ -27,6 +28,10 @@ SUMMARY_COLUMNS = (
     "corrembed",
     "ci_low",
     "ci_high",
+    # Filled from the diagnostics' paired model comparison (empty when diagnostics are off):
+    # rank by CorrEmbed within the weighting, and the models not significantly different.
+    "rank",
+    "tied_with",
     "allpairs_pearson",
     "anchor_spearman",
     "allpairs_spearman",
@@ -37,6 +42,7 @@ SUMMARY_COLUMNS = (
     "control_shuffled_embeddings",
     "control_shuffled_tags",
     "imagenet_acc1",
+    "imagenet_acc1_kind",
     "imagenet_acc5",
     "num_params",
     "gflops",
@@ -98,7 +104,7 @@ def summary_table(
     """Join scores with embedding metadata, ImageNet figures and the catalogue's counts.
 
     scores: score records (the score stage's files); metas: model -> its embedding metadata;
-    imagenet: model -> {acc1, acc5, num_params, gflops}; sources: weighting -> weight source;
+    imagenet: model -> {acc1, acc5, num_params, gflops, acc1_kind, source}; sources: weighting -> weight source;
     catalogue: ingest's report (rows set aside, items/images set aside, duplicates, untagged items,
     and ``set_aside_by_kind`` written as ``"kind=count;..."``); None leaves those columns empty.
     ``embed_set_aside_by_kind``: images the model's embed jobs could not decode, by kind (the
@@ -122,7 +128,10 @@ def summary_table(
                 "layer": meta.layer,
                 "weight_source": sources[weighting],
                 "headline": weighting == headline,
+                "source": metrics.get("source", "torchvision"),
                 "imagenet_acc1": metrics.get("acc1"),
+                # supervised, zero-shot (CLIP-style, open_clip's table), config, or "" (unknown)
+                "imagenet_acc1_kind": metrics.get("acc1_kind") or "",
                 "imagenet_acc5": metrics.get("acc5"),
                 "num_params": metrics.get("num_params"),
                 "gflops": metrics.get("gflops"),

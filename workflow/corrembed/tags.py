@@ -48,10 +48,14 @@ CATEGORY_TABLE_COLUMNS = (
 
 def _entropy_table(counts: pl.DataFrame, group: list[str]) -> pl.DataFrame:
     """Natural-log entropy of ``count`` within each ``group`` (counts include the None state)."""
+    # Sorted first: a hash group_by hands rows over in an arbitrary order, and a float sum in
+    # another order can differ in the last bit, so the same catalogue gave weights differing
+    # by one ulp from run to run.
     return (
         counts.filter(pl.col("count") > 0)
+        .sort([*group, "value"], nulls_last=True)
         .with_columns(p=pl.col("count") / pl.col("count").sum().over(group))
-        .group_by(group)
+        .group_by(group, maintain_order=True)
         .agg(entropy=-(pl.col("p") * pl.col("p").log()).sum())
     )
 
@@ -94,9 +98,7 @@ def interaction_weights(
         return None
     events = interactions.join(users.select("user_id", "n"), on="user_id")
     value_counts = (
-        events.join(tags, on="item_id")
-        .group_by("user_id", "category", "value")
-        .agg(count=pl.len().cast(pl.Int64))
+        events.join(tags, on="item_id").group_by("user_id", "category", "value").agg(count=pl.len().cast(pl.Int64))
     )
     categories = tags.select("category").unique()
     # Interactions with items lacking the category: the user's total minus those having it.
@@ -120,8 +122,10 @@ def interaction_weights(
         .join(_n_values(tags), on="category")
         .with_columns(normalized_entropy=pl.col("entropy") / (pl.col("n_values") + 1).log())
     )
-    mean = per_user_entropy.group_by("category").agg(
-        pl.col("entropy").mean(), pl.col("normalized_entropy").mean(), pl.col("n_values").first()
+    mean = (
+        per_user_entropy.sort("category", "user_id")
+        .group_by("category", maintain_order=True)
+        .agg(pl.col("entropy").mean(), pl.col("normalized_entropy").mean(), pl.col("n_values").first())
     )
     return _finish(mean, source="interactions", n_users=users.height)
 
@@ -141,9 +145,7 @@ def user_counts(interactions: pl.DataFrame, min_user_interactions: int) -> dict[
 
 def _finish(table: pl.DataFrame, *, source: str, n_users: int | None) -> pl.DataFrame:
     if "normalized_entropy" not in table.columns:
-        table = table.with_columns(
-            normalized_entropy=pl.col("entropy") / (pl.col("n_values") + 1).log()
-        )
+        table = table.with_columns(normalized_entropy=pl.col("entropy") / (pl.col("n_values") + 1).log())
     return (
         table.with_columns(
             weight=1.0 - pl.col("normalized_entropy"),
@@ -224,9 +226,7 @@ def tag_vectors(tags: pl.DataFrame, item_ids, weights: dict[str, float]) -> TagV
     slot_index = slots.with_row_index("slot")
     rows = pl.DataFrame({"item_id": item_ids}).with_row_index("row")
     entries = kept.join(rows, on="item_id").join(slot_index, on=["category", "value"])
-    weight_of = pl.DataFrame(
-        {"category": list(weights), "weight": [float(w) for w in weights.values()]}
-    )
+    weight_of = pl.DataFrame({"category": list(weights), "weight": [float(w) for w in weights.values()]})
     entries = entries.join(weight_of, on="category")
     matrix = sp.csr_matrix(
         (

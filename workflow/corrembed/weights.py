@@ -6,6 +6,10 @@ local rule: :func:`ensure_weights` puts each model's torchvision weights file in
 read it with :func:`load_state_dict_offline` / :func:`corrembed.models.build_model`, which never
 download. When a download is impossible, :class:`WeightsUnavailableError` names the exact file,
 its URL and the folder to put it in.
+
+Hub weights of the other sources (timm, open_clip, Hugging Face) go through the source's
+``fetch`` into ``torch_home`` and ``hf_home`` (:mod:`corrembed.models.hub`); embedding jobs read
+them with the hub offline.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ import torch
 from torch.hub import HASH_REGEX
 
 from .errors import WeightsUnavailableError
-from .models import ModelSpec, parse_model_spec, torchvision_cache_file, weights_unavailable_message
+from .models import ModelSpec, parse_model_spec, source_of, torchvision_cache_file, weights_unavailable_message
+from .models.checkpoints import path_sha256
 from .storage import atomic_path
 
 _CHUNK = 1 << 20
@@ -42,15 +47,24 @@ def ensure_weights(
     timeout: float = 10,
     check_hash: bool = False,
     progress: Callable[[str], None] | None = None,
+    hf_home: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Make sure the spec's weights are available locally; return a record of them.
+
+    This is the only place that downloads (the workflow's ``weights`` step, on the login node).
 
     - torchvision enum: the cache file must be present (size > 0; with ``check_hash`` also the
       sha256 prefix in its name, torch.hub's check) or is downloaded (``timeout`` seconds per
       network operation, hash prefix verified, written atomically). Failure (offline, blocked,
       ``allow_download=False``, bad hash) raises :class:`WeightsUnavailableError` naming the
       model, the enum, the file, the URL and the folder, and how to work offline.
-    - checkpoint: the file must exist (WeightsUnavailableError otherwise); its sha256 is recorded.
+    - hub weights of the other sources (``weights: pretrained``, an open_clip tag or
+      ``hf-hub:``, a Hugging Face id): the source's ``fetch`` loads them from ``torch_home`` /
+      ``hf_home`` (default ``{torch_home}/huggingface``) or downloads them there; when the hub
+      is unreachable it stops within about ``timeout`` seconds naming the model, what is
+      missing and how to fill the cache.
+    - checkpoint: the file (or folder) must exist (WeightsUnavailableError otherwise); its
+      sha256 is recorded (a folder's: over its files' names and hashes).
     - random init: nothing to fetch.
 
     Returns ``{model, arch, weights, resolved, kind, path, bytes, sha256}`` (``path``/``bytes``
@@ -72,8 +86,19 @@ def ensure_weights(
     }
     if weights.kind == "random":
         return record
+    if weights.kind == "pretrained":
+        record.update(
+            source_of(spec).fetch(
+                spec, torch_home=torch_home, hf_home=hf_home, allow_download=allow_download, timeout=timeout
+            )
+        )
+        return record
     if weights.kind == "checkpoint":
         path = weights.path
+        if path.is_dir():
+            record.update(path=str(path), bytes=sum(f.stat().st_size for f in path.rglob("*") if f.is_file()))
+            record["sha256"] = path_sha256(path)
+            return record
         if not path.is_file():
             raise WeightsUnavailableError(
                 f"model {spec.name!r}: checkpoint file {path} (weights: {weights.configured!r}) does "

@@ -104,3 +104,48 @@ def score_files(suffix):
         weighting=WEIGHTINGS,
         suffix=suffix,
     )
+
+
+def diagnostics_settings(*keys):
+    """The diagnostics config section, or only ``keys`` of it, as a plain (canonical) value."""
+    section = config["diagnostics"]
+    return canonical({k: section[k] for k in (keys or section)})
+
+
+def diagnostics_rankings():
+    """Each weighting's model ranking for the summary's rank columns (none when diagnostics are off)."""
+    if not config["diagnostics"]["enabled"]:
+        return []
+    return expand(
+        "results/diagnostics/comparison/{weighting}/ranking.csv", weighting=WEIGHTINGS
+    )
+
+
+def diagnostics_report_inputs(wildcards):
+    model_files = ("neighbours.png", "map.png", "collage.png")
+    comparison_files = (
+        "ranking.csv",
+        "pairs.csv",
+        "ranking.png",
+        "attributes.png",
+        "corrembed_vs_ndcg.png",
+        "best_vs_worst.png",
+    )
+    return {
+        "summary": "results/summary.csv",
+        "headline": "results/plots/corrembed_vs_imagenet.png",
+        "model_figures": expand(
+            "results/diagnostics/models/{model}/{file}", model=MODELS, file=model_files
+        ),
+        "tables": expand(
+            "results/diagnostics/models/{model}/{weighting}.{kind}.csv",
+            model=MODELS,
+            weighting=WEIGHTINGS,
+            kind=("attributes", "retrieval"),
+        ),
+        "comparison": expand(
+            "results/diagnostics/comparison/{weighting}/{file}",
+            weighting=WEIGHTINGS,
+            file=comparison_files,
+        ),
+    }

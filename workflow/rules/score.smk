@@ -1,6 +1,5 @@
 rule score:
     input:
-        images="results/catalogue/images.parquet",
         shard="results/embeddings/{model}/part-00000.parquet",
         vectors="results/tags/{weighting}/vectors.npz",
     output:

@@ -6,6 +6,7 @@ rule summary:
             "results/tags/{weighting}/categories.csv", weighting=WEIGHTINGS
         ),
         ingest_report="results/catalogue/report.json",
+        rankings=diagnostics_rankings(),
     output:
         report(
             "results/summary.csv",

@@ -11,6 +11,12 @@ from corrembed.storage import write_json
 
 model = snakemake.wildcards.model
 with job_logging(snakemake.log[0], f"check_model[{model}]") as log:
-    record = check_model_spec(snakemake.params.spec, model_name=model)
+    # The caches are read from the config, not params: a cache location must not rerun anything.
+    record = check_model_spec(
+        snakemake.params.spec,
+        model_name=model,
+        torch_home=snakemake.config.get("torch_home"),
+        hf_home=snakemake.config.get("hf_home"),
+    )
     log.info("model spec is valid: %s", record)
     write_json(snakemake.output[0], record)

@@ -23,4 +23,5 @@ with job_logging(snakemake.log[0], f"embed[{snakemake.wildcards.model}, {snakema
         run=snakemake.config["embed"],
         threads=snakemake.threads,
         log=log,
+        hf_home=snakemake.config.get("hf_home"),  # a cache location, not a param: reruns nothing
     )

@@ -12,7 +12,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the corrembed libra
 from corrembed.embedding_store import read_embeddings
 from corrembed.item_embeddings import usable_item_embeddings
 from corrembed.joblog import job_logging
-from corrembed.score import resolve_score_device, score_report, write_score
+from corrembed.score import ScoreOptions, score_report
+from corrembed.score_files import write_score
 from corrembed.storage import write_table
 from corrembed.tags import load_tag_vectors
 
@@ -26,24 +27,14 @@ with job_logging(snakemake.log[0], f"score[{model},{weighting}]") as log:
     if usable.excluded.height:
         log.warning(
             "%s: %d image embedding(s) unusable, %d item(s) excluded from scoring (see %s):\n%s",
-            model, usable.n_excluded_images, usable.n_excluded_items, snakemake.output.excluded,
+            model,
+            usable.n_excluded_images,
+            usable.n_excluded_items,
+            snakemake.output.excluded,
             usable.excluded.head(10),
         )
     item_ids = vectors.item_ids[usable.keep]
-    report = score_report(
-        usable.vectors,
-        vectors.matrix[usable.keep],
-        anchors=settings["anchors"],
-        seed=settings["seed"],
-        include_self=settings["include_self"],
-        bootstrap=settings["bootstrap"],
-        confidence=settings["confidence"],
-        permutations=settings["permutations"],
-        memory_budget_mb=settings["memory_budget_mb"],
-        max_exact_pairs=settings["max_exact_spearman_pairs"],
-        device=resolve_score_device(settings["device"]),
-        allow_tf32=settings["allow_tf32"],
-    )
+    report = score_report(usable.vectors, vectors.matrix[usable.keep], ScoreOptions.from_config(settings))
     log.info("%s / %s: CorrEmbed %.4f", model, weighting, report.corrembed)
     write_score(
         report,

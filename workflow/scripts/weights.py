@@ -11,6 +11,13 @@ from corrembed.weights import ensure_weights
 
 model = snakemake.wildcards.model
 with job_logging(snakemake.log[0], f"weights[{model}]") as log:
-    record = ensure_weights(snakemake.params.spec, snakemake.params.torch_home, model_name=model, progress=log.info)
+    # hf_home is read from the config, not a param: a cache location must not rerun anything.
+    record = ensure_weights(
+        snakemake.params.spec,
+        snakemake.params.torch_home,
+        model_name=model,
+        progress=log.info,
+        hf_home=snakemake.config.get("hf_home"),
+    )
     log.info("weights ready: %s", record)
     write_json(snakemake.output[0], record)

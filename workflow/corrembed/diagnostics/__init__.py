@@ -8,7 +8,10 @@ Modules, one concept each:
 - :mod:`.comparison` — paired bootstrap between models: differences, p-values, ranks, tied sets.
 - :mod:`.embedding_map` — 2-D t-SNE map (openTSNE) on a seeded subsample.
 - :mod:`.figures` — the figures (matplotlib, Agg).
-- :mod:`.report` — one self-contained HTML report.
+- :mod:`.report` — one self-contained HTML report (generic: sections, tables, figures).
+- :mod:`.categories` — per-category views of a tag matrix (slots, values per item).
+- :mod:`.inputs` — what the workflow rules read (items aligned as the score stage aligns them).
+- :mod:`.workflow_report` — the workflow's report: which figures, in what order, with captions.
 
 Nothing here holds an n x n matrix: similarities are computed in (b, n) blocks.
 """

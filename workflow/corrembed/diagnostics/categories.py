@@ -41,3 +41,14 @@ def item_values(matrix, slot_category, slot_value, category: str) -> list[list[s
 def primary_value(matrix, slot_category, slot_value, category: str, missing: str = "(none)") -> np.ndarray:
     """(n,) str: each item's first value in ``category`` (alphabetical), ``missing`` when it has none."""
     return np.array([v[0] if v else missing for v in item_values(matrix, slot_category, slot_value, category)])
+
+
+def all_item_values(matrix, slot_category, slot_value) -> dict[str, list[list[str]]]:
+    """Category (sorted) -> per item the sorted values it has there (:func:`item_values` for each)."""
+    return {c: item_values(matrix, slot_category, slot_value, c) for c in category_slots(slot_category)}
+
+
+def has_tags(matrix) -> np.ndarray:
+    """(n,) bool: items with at least one tag (a non-zero tag vector)."""
+    m = sp.csr_matrix(matrix)
+    return np.diff(m.indptr) > 0

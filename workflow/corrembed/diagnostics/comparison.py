@@ -191,3 +191,56 @@ def compare_models(
         orient="row",
     )
     return ModelComparison(ranking_table, pair_table, alpha, correction, n_boot, confidence)
+
+
+def align_per_anchor(
+    tables: dict[str, pl.DataFrame], column: str = "r_pearson"
+) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Per-anchor tables (item_id, ``column``) of several models, on the anchors they all share.
+
+    Models scoring the same items draw the same anchors (same seed), so normally every anchor is
+    shared; an item excluded for one model (unusable embedding) shifts the draw, and only the
+    anchors common to all are compared. Returns (shared anchor item ids in the first model's
+    order, model -> (k,) values aligned on them).
+    """
+    names = list(tables)
+    shared = set(tables[names[0]]["item_id"].to_list())
+    for name in names[1:]:
+        shared &= set(tables[name]["item_id"].to_list())
+    ids = [i for i in tables[names[0]]["item_id"].to_list() if i in shared]
+    if not ids:
+        raise ScoringError(f"the models {', '.join(names)} share no anchor item: nothing to compare")
+    order = pl.DataFrame({"item_id": ids})
+    return ids, {
+        name: order.join(t.select("item_id", column), on="item_id", how="left")[column].to_numpy().astype(np.float64)
+        for name, t in tables.items()
+    }
+
+
+def with_rank_columns(summary: pl.DataFrame, rankings: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """``summary`` with its ``rank`` and ``tied_with`` columns filled for each (model, weighting).
+
+    rankings: weighting -> that weighting's ranking table (model, rank, tied_with as a list or a
+    ";"-joined string, as ``ranking.csv`` holds it). Rows without a ranking get nulls; the column
+    order of ``summary`` is kept (the columns are added at the end when it lacks them).
+    """
+    parts = []
+    for weighting, table in rankings.items():
+        tied = table["tied_with"]
+        if tied.dtype == pl.List(pl.String):
+            tied = tied.list.join(";")
+        parts.append(
+            pl.DataFrame(
+                {
+                    "model": table["model"].cast(pl.String),
+                    "weighting": [weighting] * table.height,
+                    "rank": table["rank"].cast(pl.Int64),
+                    "tied_with": tied.cast(pl.String).fill_null(""),
+                }
+            )
+        )
+    columns = list(dict.fromkeys([*summary.columns, "rank", "tied_with"]))
+    base = summary.drop(["rank", "tied_with"], strict=False)
+    if not parts:
+        return base.with_columns(rank=pl.lit(None, pl.Int64), tied_with=pl.lit(None, pl.String)).select(columns)
+    return base.join(pl.concat(parts), on=["model", "weighting"], how="left").select(columns)

@@ -111,31 +111,43 @@ def neighbour_sheet(
     cell_w, img_h, line_h = 1.15, 1.15, 0.14
     cell_h = img_h + line_h * len(categories) + 0.2
     width = cols * cell_w + gap * (len(panels) - 1)
-    height = len(queries) * cell_h + 0.6
+    top = 0.75  # inches above the first row: title and panel labels
+    height = len(queries) * cell_h + top + 0.1
     fig = plt.figure(figsize=(width, height), dpi=dpi)
     if title:
         fig.suptitle(title, x=0.01, y=1 - 0.1 / height, ha="left", va="top", fontsize=11)
 
     def axes_at(row: int, col: int):
         x = col * cell_w + (gap * ((col - 1) // k) if col > 0 else 0.0)
-        y = height - 0.5 - (row + 1) * cell_h + (cell_h - img_h)
+        y = height - top - (row + 1) * cell_h + (cell_h - img_h)
         return fig.add_axes((x / width + 0.004, y / height, (cell_w - 0.1) / width, img_h / height))
 
+    if len(panels) > 1:
+        for p, (label, _, _) in enumerate(panels):
+            x = (1 + p * k) * cell_w + gap * p + k * cell_w / 2
+            fig.text(
+                x / width,
+                (height - top + 0.2) / height,
+                label,
+                ha="center",
+                va="bottom",
+                fontsize=10,
+                fontweight="bold",
+            )
     for row, q in enumerate(queries):
         query_values = {c: values[c][q] for c in categories}
         ax = axes_at(row, 0)
         _tile(ax, images[q], QUERY_COLOUR, 3.0)
         ax.set_title("query", fontsize=7, color=QUERY_COLOUR, pad=2)
         _tag_lines(ax, query_values, None, 6)
-        for p, (label, indices, sims) in enumerate(panels):
+        for p, (_label, indices, sims) in enumerate(panels):
             for j in range(k):
                 item = int(indices[row, j])
                 item_values = {c: values[c][item] for c in categories}
                 matches = sum(bool(set(item_values[c]) & set(query_values[c])) for c in categories)
                 ax = axes_at(row, 1 + p * k + j)
                 _tile(ax, images[item], MATCH_COLOUR if matches == len(categories) else "#d0d7de", 2.0)
-                head = f"{label}: " if (row == 0 and j == 0 and len(panels) > 1) else ""
-                ax.set_title(f"{head}#{j + 1} cos {sims[row, j]:.2f} {matches}/{len(categories)}", fontsize=6, pad=2)
+                ax.set_title(f"#{j + 1} cos {sims[row, j]:.3f} {matches}/{len(categories)}", fontsize=6, pad=2)
                 _tag_lines(ax, item_values, query_values, 6)
     fig.text(
         0.01,
@@ -214,7 +226,7 @@ def attribute_heatmap(path, table: pl.DataFrame, *, title: str = "", dpi: int = 
     """
     models = list(dict.fromkeys(table["model"].to_list()))
     categories = sorted(set(table["category"].to_list()))
-    fig, axes = plt.subplots(1, 2, figsize=(2.2 + 1.3 * len(categories) * 2, 1.2 + 0.45 * len(models)), dpi=dpi)
+    fig, axes = plt.subplots(2, 1, figsize=(3.0 + 1.0 * len(categories), 2.6 + 0.9 * len(models)), dpi=dpi)
     for ax, column, label, cmap in (
         (axes[0], "alone", "CorrEmbed of this category alone", "viridis"),
         (axes[1], "drop", "drop when it is left out", "magma"),

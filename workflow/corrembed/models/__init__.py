@@ -121,14 +121,28 @@ def build_model(
     return source_of(spec).build(spec, torch_home=torch_home, hf_home=hf_home).eval()
 
 
-def preprocessing(spec: Mapping[str, Any] | ModelSpec, *, model_name: str = "model") -> Preprocessing:
-    """The spec's resolved eval :class:`Preprocessing` (the source's own, with ``transforms:`` overrides)."""
+def preprocessing(
+    spec: Mapping[str, Any] | ModelSpec,
+    *,
+    model_name: str = "model",
+    torch_home: str | os.PathLike | None = None,
+    hf_home: str | os.PathLike | None = None,
+) -> Preprocessing:
+    """The spec's resolved eval :class:`Preprocessing` (the source's own, with ``transforms:`` overrides).
+
+    Hub models (open_clip ``hf-hub:``, Hugging Face ids) read their preprocessing config from
+    the caches the weights step filled (``torch_home``, ``hf_home``).
+    """
     spec = parse_model_spec(spec, model_name=model_name)
-    return source_of(spec).preprocessing(spec)
+    return source_of(spec).preprocessing(spec, torch_home=torch_home, hf_home=hf_home)
 
 
 def build_transform(
-    spec: Mapping[str, Any] | ModelSpec, *, model_name: str = "model"
+    spec: Mapping[str, Any] | ModelSpec,
+    *,
+    model_name: str = "model",
+    torch_home: str | os.PathLike | None = None,
+    hf_home: str | os.PathLike | None = None,
 ) -> tuple[ReferenceTransform, dict[str, Any]]:
     """The spec's per-image preprocessing and a plain-dict description of it.
 
@@ -139,7 +153,7 @@ def build_transform(
     description : dict
         :meth:`Preprocessing.describe` (written to meta.json; its pixel fields are in the cache identity).
     """
-    resolved = preprocessing(spec, model_name=model_name)
+    resolved = preprocessing(spec, model_name=model_name, torch_home=torch_home, hf_home=hf_home)
     return resolved.transform(), resolved.describe()
 
 

@@ -7,8 +7,10 @@ missing, unexpected and shape-mismatched keys.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -129,3 +131,27 @@ def load_state_dict_checked(
             "was saved from."
         )
     model.load_state_dict(state_dict, strict=True)
+
+
+def path_sha256(path: str | os.PathLike) -> str:
+    """Content hash of a checkpoint file, or of a folder (sha256 over its files' relative names and hashes).
+
+    A folder (open_clip ``local-dir:``, a Hugging Face ``save_pretrained`` folder) is hashed so
+    that renaming or moving it keeps its embeddings cached, while changing any file re-embeds.
+    """
+    path = Path(path)
+    if path.is_file():
+        return _file_sha256(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{_file_sha256(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def _file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()

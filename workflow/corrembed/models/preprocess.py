@@ -60,6 +60,11 @@ class Preprocessing:
         Where the values come from (``"ResNet50_Weights.IMAGENET1K_V2.transforms()"``, ...).
     overrides : dict
         The config's ``transforms:`` overrides applied on top of ``base``.
+    resize_mode : str
+        ``"shortest"`` (resize the shorter side to ``resize_size``, keep the aspect ratio) or
+        ``"squash"`` (resize to ``resize_size`` x ``resize_size``; open_clip's SigLIP models).
+        Named in the description and identity only when not ``"shortest"``, so the records of
+        every earlier model stay as they were.
     """
 
     resize_size: int
@@ -70,6 +75,7 @@ class Preprocessing:
     antialias: bool | None
     base: str
     overrides: dict[str, Any] = field(default_factory=dict)
+    resize_mode: str = "shortest"
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Preprocessing:
         """This preprocessing with validated ``transforms:`` overrides applied (and recorded)."""
@@ -78,7 +84,7 @@ class Preprocessing:
 
     def describe(self) -> dict[str, Any]:
         """The plain-dict description written to ``meta.json`` (JSON-able; lists for mean/std)."""
-        return {
+        description = {
             "base": self.base,
             "resize_size": int(self.resize_size),
             "crop_size": int(self.crop_size),
@@ -88,11 +94,14 @@ class Preprocessing:
             "antialias": self.antialias,
             "overrides": dict(self.overrides),
         }
+        if self.resize_mode != "shortest":
+            description["resize_mode"] = self.resize_mode
+        return description
 
     def identity(self) -> dict[str, Any]:
         """The fields of :meth:`describe` that change pixels (:data:`IDENTITY_FIELDS`)."""
         description = self.describe()
-        return {key: description[key] for key in IDENTITY_FIELDS}
+        return {key: description[key] for key in (*IDENTITY_FIELDS, "resize_mode") if key in description}
 
     def transform(self) -> ReferenceTransform:
         """The per-image transform (:class:`ReferenceTransform`)."""
@@ -121,10 +130,12 @@ class ReferenceTransform(torch.nn.Module):
         self.std = list(preprocessing.std)
         self.interpolation = InterpolationMode(preprocessing.interpolation)
         self.antialias = preprocessing.antialias
+        self.resize_mode = preprocessing.resize_mode
 
     def forward(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
         """Apply the transform to one image (see the class docstring)."""
-        image = F.resize(image, self.resize_size, interpolation=self.interpolation, antialias=self.antialias)
+        size = self.resize_size * 2 if self.resize_mode == "squash" else self.resize_size
+        image = F.resize(image, size, interpolation=self.interpolation, antialias=self.antialias)
         image = F.center_crop(image, self.crop_size)
         if not isinstance(image, torch.Tensor):
             image = F.pil_to_tensor(image)

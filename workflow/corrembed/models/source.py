@@ -73,8 +73,11 @@ class ModelSource(Protocol):
     ) -> nn.Module:
         """The network on the CPU, eval mode, weights loaded from the caches; never downloads."""
 
-    def preprocessing(self, spec: ModelSpec) -> Preprocessing:
-        """The model's own eval preprocessing with the spec's overrides applied."""
+    def preprocessing(
+        self, spec: ModelSpec, *, torch_home: str | os.PathLike | None = None, hf_home: str | os.PathLike | None = None
+    ) -> Preprocessing:
+        """The model's own eval preprocessing with the spec's overrides applied (hub configs read
+        from the caches; WeightsUnavailableError before the weights step fetched them)."""
 
     def extractor(self, model: nn.Module, spec: ModelSpec) -> nn.Module:
         """A module mapping (b, 3, H, W) float inputs to (b, dim) float32 embeddings at ``spec.layer``."""
@@ -92,9 +95,16 @@ class ModelSource(Protocol):
 #: Source name -> module (relative to this package) holding its ``SOURCE`` object.
 SOURCES = {
     "torchvision": ".torchvision_source",
+    "timm": ".timm_source",
+    "open_clip": ".open_clip_source",
+    "huggingface": ".huggingface_source",
 }
 #: Source name -> (import name, extra) of the optional package it needs.
-SOURCE_PACKAGES: dict[str, tuple[str, str]] = {}
+SOURCE_PACKAGES: dict[str, tuple[str, str]] = {
+    "timm": ("timm", "timm"),
+    "open_clip": ("open_clip", "open_clip"),
+    "huggingface": ("transformers", "huggingface"),
+}
 
 
 def install_command(extra: str) -> str:

@@ -243,7 +243,7 @@ class TorchvisionSource:
                 load_state_dict_checked(model, state_dict, model_name=spec.name, source=weights.path, arch=spec.arch)
         return model.eval()
 
-    def preprocessing(self, spec: ModelSpec) -> Preprocessing:
+    def preprocessing(self, spec: ModelSpec, *, torch_home=None, hf_home=None) -> Preprocessing:
         """The enum weight's own ``weights.transforms()`` (read through its public attributes);
         for checkpoints and random init torchvision's classic ImageNet recipe; then the spec's
         ``transforms:`` overrides.

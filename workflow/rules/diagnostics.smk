@@ -1,0 +1,179 @@
+# Diagnostics (issue 12): why a model scores as it does. Everything under results/diagnostics/,
+# gathered in results/diagnostics/report.html. Each rule sees only the settings it uses, so a
+# changed setting reruns only the figures that depend on it.
+
+
+rule diagnostics_neighbours:
+    input:
+        shard="results/embeddings/{model}/part-00000.parquet",
+        vectors=f"results/tags/{WEIGHTINGS[0]}/vectors.npz",
+        images="results/catalogue/images.parquet",
+    output:
+        table="results/diagnostics/models/{model}/neighbours.parquet",
+        sheet="results/diagnostics/models/{model}/neighbours.png",
+    log:
+        "logs/diagnostics/{model}/neighbours.log",
+    benchmark:
+        "logs/diagnostics/{model}/neighbours.benchmark.tsv"
+    conda:
+        "../../envs/corrembed.yaml"
+    params:
+        settings=diagnostics_settings("category", "queries", "neighbours", "seed"),
+        item_embedding=config["scoring"]["item_embedding"],
+    script:
+        "../scripts/diagnostics_neighbours.py"
+
+
+rule diagnostics_map:
+    input:
+        shard="results/embeddings/{model}/part-00000.parquet",
+        vectors=f"results/tags/{WEIGHTINGS[0]}/vectors.npz",
+    output:
+        "results/diagnostics/models/{model}/map.parquet",
+    log:
+        "logs/diagnostics/{model}/map.log",
+    benchmark:
+        "logs/diagnostics/{model}/map.benchmark.tsv"
+    conda:
+        "../../envs/corrembed.yaml"
+    threads: 4
+    params:
+        map=canonical(config["diagnostics"]["map"]),
+        seed=config["diagnostics"]["seed"],
+        item_embedding=config["scoring"]["item_embedding"],
+    script:
+        "../scripts/diagnostics_map.py"
+
+
+rule diagnostics_map_figures:
+    input:
+        map="results/diagnostics/models/{model}/map.parquet",
+        vectors=f"results/tags/{WEIGHTINGS[0]}/vectors.npz",
+        images="results/catalogue/images.parquet",
+    output:
+        scatter="results/diagnostics/models/{model}/map.png",
+        collage="results/diagnostics/models/{model}/collage.png",
+    log:
+        "logs/diagnostics/{model}/map_figures.log",
+    benchmark:
+        "logs/diagnostics/{model}/map_figures.benchmark.tsv"
+    conda:
+        "../../envs/corrembed.yaml"
+    params:
+        settings=diagnostics_settings("category", "collage_grid"),
+    script:
+        "../scripts/diagnostics_map_figures.py"
+
+
+rule diagnostics_scores:
+    input:
+        shard="results/embeddings/{model}/part-00000.parquet",
+        vectors="results/tags/{weighting}/vectors.npz",
+        per_anchor="results/scores/{model}/{weighting}.per_anchor.parquet",
+    output:
+        attributes="results/diagnostics/models/{model}/{weighting}.attributes.csv",
+        retrieval="results/diagnostics/models/{model}/{weighting}.retrieval.csv",
+    log:
+        "logs/diagnostics/{model}/{weighting}.scores.log",
+    benchmark:
+        "logs/diagnostics/{model}/{weighting}.scores.benchmark.tsv"
+    conda:
+        "../../envs/corrembed.yaml"
+    params:
+        settings=diagnostics_settings("retrieval_k", "retrieval_categories", "seed"),
+        scoring=canonical(config["scoring"]),
+    script:
+        "../scripts/diagnostics_scores.py"
+
+
+rule diagnostics_comparison:
+    input:
+        per_anchor=expand(
+            "results/scores/{model}/{{weighting}}.per_anchor.parquet", model=MODELS
+        ),
+    output:
+        ranking="results/diagnostics/comparison/{weighting}/ranking.csv",
+        pairs="results/diagnostics/comparison/{weighting}/pairs.csv",
+        plot="results/diagnostics/comparison/{weighting}/ranking.png",
+    log:
+        "logs/diagnostics/comparison/{weighting}.log",
+    benchmark:
+        "logs/diagnostics/comparison/{weighting}.benchmark.tsv"
+    localrule: True
+    conda:
+        "../../envs/corrembed.yaml"
+    params:
+        models=MODELS,
+        comparison=canonical(config["diagnostics"]["comparison"]),
+        scoring=canonical(config["scoring"]),
+    script:
+        "../scripts/diagnostics_comparison.py"
+
+
+rule diagnostics_model_figures:
+    input:
+        ranking="results/diagnostics/comparison/{weighting}/ranking.csv",
+        attributes=expand(
+            "results/diagnostics/models/{model}/{{weighting}}.attributes.csv",
+            model=MODELS,
+        ),
+        retrieval=expand(
+            "results/diagnostics/models/{model}/{{weighting}}.retrieval.csv",
+            model=MODELS,
+        ),
+    output:
+        heatmap="results/diagnostics/comparison/{weighting}/attributes.png",
+        scatter="results/diagnostics/comparison/{weighting}/corrembed_vs_ndcg.png",
+    log:
+        "logs/diagnostics/comparison/{weighting}.figures.log",
+    benchmark:
+        "logs/diagnostics/comparison/{weighting}.figures.benchmark.tsv"
+    localrule: True
+    conda:
+        "../../envs/corrembed.yaml"
+    params:
+        models=MODELS,
+    script:
+        "../scripts/diagnostics_model_figures.py"
+
+
+rule diagnostics_best_vs_worst:
+    input:
+        ranking="results/diagnostics/comparison/{weighting}/ranking.csv",
+        neighbours=expand(
+            "results/diagnostics/models/{model}/neighbours.parquet", model=MODELS
+        ),
+        vectors=f"results/tags/{WEIGHTINGS[0]}/vectors.npz",
+        images="results/catalogue/images.parquet",
+    output:
+        "results/diagnostics/comparison/{weighting}/best_vs_worst.png",
+    log:
+        "logs/diagnostics/comparison/{weighting}.best_vs_worst.log",
+    benchmark:
+        "logs/diagnostics/comparison/{weighting}.best_vs_worst.benchmark.tsv"
+    conda:
+        "../../envs/corrembed.yaml"
+    params:
+        models=MODELS,
+    script:
+        "../scripts/diagnostics_best_vs_worst.py"
+
+
+rule diagnostics_report:
+    input:
+        unpack(diagnostics_report_inputs),
+    output:
+        "results/diagnostics/report.html",
+    log:
+        "logs/diagnostics/report.log",
+    benchmark:
+        "logs/diagnostics/report.benchmark.tsv"
+    localrule: True
+    conda:
+        "../../envs/corrembed.yaml"
+    params:
+        models=MODELS,
+        weightings=WEIGHTINGS,
+        settings=diagnostics_settings(),
+    script:
+        "../scripts/diagnostics_report.py"
