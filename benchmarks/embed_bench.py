@@ -12,7 +12,15 @@ fixed batch size:
 - **peak RSS** of the process running the case (each case runs in its own subprocess).
 
 Image sets: real JPEGs from ``../shared/data/fashion-product-224/images`` (224 x 224), and the
-same images upscaled to 800 x 1000 (JPEG quality 90) in a temporary folder, like product photos.
+same images upscaled to 800 x 1000 (JPEG quality 90) in a temporary folder, like product photos
+(``--image-sets`` picks them).
+
+Decoders (``--decoders``, comma-separated): each case runs once per decoder, so ``--decoders
+pil,pil-reduced`` compares the full decode with the reduced-scale JPEG decode in one invocation;
+the table then gives each decoder's decode-only and end-to-end speed-up over the first decoder of
+the same model and image set. The machine's load average (1 minute) is printed before and after:
+other processes on a shared machine slow every measurement, which is why the figures that matter
+are ratios measured in the same invocation.
 
 Then the incremental case: a 3,000-image catalogue (the whole real set) embedded once, then
 re-run after adding 1 % (30) new images (the upscaled copies of 30 other real photos).
@@ -20,6 +28,8 @@ re-run after adding 1 % (30) new images (the upscaled copies of 30 other real ph
 Every timing is the best of ``--repeats`` (default 3). Usage::
 
     .venv/bin/python benchmarks/embed_bench.py [--images 64] [--batch-size 32] [--workers 1]
+        [--archs resnet18,resnet50] [--image-sets 800x1000] [--decoders pil,pil-reduced]
+        [--incremental-arch ""]
 """
 
 from __future__ import annotations
@@ -56,13 +66,27 @@ def images_table(paths):
 
     from corrembed.embedding_cache import file_sha256
 
-    return pl.DataFrame({"item_id": [p.stem for p in paths], "image": [str(p) for p in paths],
-                         "sha256": [file_sha256(p) for p in paths]})
+    return pl.DataFrame(
+        {
+            "item_id": [p.stem for p in paths],
+            "image": [str(p) for p in paths],
+            "sha256": [file_sha256(p) for p in paths],
+        }
+    )
 
 
-def run_case(arch: str, image_dir: str, n_images: int, batch_size: int, workers: int, repeats: int,
-             device: str = "cpu", precision: str = "fp32", channels_last: bool = False,
-             decoder: str = "pil") -> dict:
+def run_case(
+    arch: str,
+    image_dir: str,
+    n_images: int,
+    batch_size: int,
+    workers: int,
+    repeats: int,
+    device: str = "cpu",
+    precision: str = "fp32",
+    channels_last: bool = False,
+    decoder: str = "pil",
+) -> dict:
     """One (model, image set) case in this process; prints nothing, returns figures.
     On CUDA the forward-only bound runs under the same autocast / memory format."""
     import torch
@@ -101,28 +125,55 @@ def run_case(arch: str, image_dir: str, n_images: int, batch_size: int, workers:
             sync()
             forward.append(n_batches * batch_size / (time.perf_counter() - started))
 
-        loader = DataLoader(ImageFileDataset([str(p) for p in paths], preprocess, decoder=decoder),
-                            batch_size=batch_size, num_workers=workers, collate_fn=collate_images,
-                            prefetch_factor=4 if workers else None)
+        loader = DataLoader(
+            ImageFileDataset([str(p) for p in paths], preprocess, decoder=decoder),
+            batch_size=batch_size,
+            num_workers=workers,
+            collate_fn=collate_images,
+            prefetch_factor=4 if workers else None,
+        )
         started = time.perf_counter()
         count = sum(batch["size"] for batch in loader)
         decode.append(count / (time.perf_counter() - started))
 
         with tempfile.TemporaryDirectory() as work:
             started = time.perf_counter()
-            meta = embed_images(table, spec, Path(work) / "out", model_name=arch, torch_home=None,
-                                batch_size=batch_size, num_workers=workers, device=device,
-                                precision=precision, channels_last=channels_last, decoder=decoder,
-                                cache_dir=Path(work) / "cache", progress=lambda line: None)
+            meta = embed_images(
+                table,
+                spec,
+                Path(work) / "out",
+                model_name=arch,
+                torch_home=None,
+                batch_size=batch_size,
+                num_workers=workers,
+                device=device,
+                precision=precision,
+                channels_last=channels_last,
+                decoder=decoder,
+                cache_dir=Path(work) / "cache",
+                progress=lambda line: None,
+            )
             wall.append(time.perf_counter() - started)
             end_to_end.append(meta["images_per_second"])
-    return {"arch": arch, "images": image_dir, "n_images": len(paths), "batch_size": batch_size,
-            "workers": workers, "torch_threads": torch.get_num_threads(),
-            "forward_ips": max(forward), "end_to_end_ips": max(end_to_end), "end_to_end_wall_s": min(wall),
-            "decode_ips": max(decode), "device": meta["device"], "device_name": meta["device_name"],
-            "precision": precision, "channels_last": channels_last, "decoder": decoder,
-            "cuda_peak_mib": (torch.cuda.max_memory_allocated(target) / 2**20) if target.type == "cuda" else None,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "arch": arch,
+        "images": image_dir,
+        "n_images": len(paths),
+        "batch_size": batch_size,
+        "workers": workers,
+        "torch_threads": torch.get_num_threads(),
+        "forward_ips": max(forward),
+        "end_to_end_ips": max(end_to_end),
+        "end_to_end_wall_s": min(wall),
+        "decode_ips": max(decode),
+        "device": meta["device"],
+        "device_name": meta["device_name"],
+        "precision": precision,
+        "channels_last": channels_last,
+        "decoder": decoder,
+        "cuda_peak_mib": (torch.cuda.max_memory_allocated(target) / 2**20) if target.type == "cuda" else None,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def run_incremental(arch: str, work: Path, batch_size: int, workers: int, repeats: int) -> dict:
@@ -139,8 +190,14 @@ def run_incremental(arch: str, work: Path, batch_size: int, workers: int, repeat
     extra_sources = make_upscaled(all_paths[:30], work / "new", size=(240, 300))
     added = images_table(extra_sources).with_columns(pl.lit("new-").add(pl.col("item_id")).alias("item_id"))
     spec = {"arch": arch, "weights": None}
-    kwargs = dict(model_name=arch, torch_home=None, batch_size=batch_size, num_workers=workers,
-                  device="cpu", progress=lambda line: None)
+    kwargs = dict(
+        model_name=arch,
+        torch_home=None,
+        batch_size=batch_size,
+        num_workers=workers,
+        device="cpu",
+        progress=lambda line: None,
+    )
     started = time.perf_counter()
     full = embed_images(base, spec, work / "out", cache_dir=work / "cache", **kwargs)
     full_s = time.perf_counter() - started
@@ -157,9 +214,15 @@ def run_incremental(arch: str, work: Path, batch_size: int, workers: int, repeat
         meta = embed_images(pl.concat([base, added]), spec, work / "out", cache_dir=work / "cache", **kwargs)
         unchanged.append(time.perf_counter() - started)
         assert meta["n_embedded"] == 0
-    return {"arch": arch, "n_images": 3000, "n_added": 30, "full_run_s": full_s,
-            "full_run_ips": full["images_per_second"], "rerun_plus_1pct_s": min(reruns),
-            "rerun_unchanged_s": min(unchanged)}
+    return {
+        "arch": arch,
+        "n_images": 3000,
+        "n_added": 30,
+        "full_run_s": full_s,
+        "full_run_ips": full["images_per_second"],
+        "rerun_plus_1pct_s": min(reruns),
+        "rerun_unchanged_s": min(unchanged),
+    }
 
 
 def main() -> None:
@@ -168,52 +231,109 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--archs", default="resnet50,vit_b_16")
+    parser.add_argument("--archs", default="resnet18,resnet50,vit_b_16")
     parser.add_argument("--incremental-arch", default="resnet18")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--decoder", default="pil", choices=["pil", "torchvision"])
+    parser.add_argument("--decoder", default="pil", choices=["pil", "pil-reduced", "torchvision"])
+    parser.add_argument("--decoders", default=None, help="comma-separated decoders to compare (default: --decoder)")
+    parser.add_argument("--image-sets", default="224x224,800x1000", help="comma-separated: 224x224, 800x1000")
     parser.add_argument("--case", nargs=2, help=argparse.SUPPRESS)  # internal: arch image_dir
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(run_case(args.case[0], args.case[1], args.images, args.batch_size,
-                                  args.workers, args.repeats, args.device, args.precision,
-                                  args.channels_last, args.decoder)))
+        print(
+            json.dumps(
+                run_case(
+                    args.case[0],
+                    args.case[1],
+                    args.images,
+                    args.batch_size,
+                    args.workers,
+                    args.repeats,
+                    args.device,
+                    args.precision,
+                    args.channels_last,
+                    args.decoder,
+                )
+            )
+        )
         return
     rows = []
+    decoders = (args.decoders or args.decoder).split(",")
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="embed-bench-") as tmp:
-        paths = sorted(FASHION.glob("*.jpg"))[:args.images]
+        paths = sorted(FASHION.glob("*.jpg"))[: args.images]
         large = make_upscaled(paths, Path(tmp) / "800x1000")
+        image_sets = {"224x224": FASHION, "800x1000": large[0].parent}
         for arch in args.archs.split(","):
-            for image_dir in (FASHION, large[0].parent):
-                command = [sys.executable, __file__, "--case", arch, str(image_dir),
-                           "--images", str(args.images), "--batch-size", str(args.batch_size),
-                           "--workers", str(args.workers), "--repeats", str(args.repeats),
-                           "--device", args.device, "--precision", args.precision, "--decoder", args.decoder,
-                           *(["--channels-last"] if args.channels_last else [])]
-                row = json.loads(subprocess.run(command, check=True, capture_output=True, text=True,
-                                                env={**os.environ, "PYTHONWARNINGS": "ignore"}).stdout)
-                row["images"] = "224x224" if Path(image_dir) == FASHION else "800x1000"
-                row["ratio"] = row["end_to_end_ips"] / row["forward_ips"]
-                print(json.dumps(row), file=sys.stderr, flush=True)
-                rows.append(row)
-        print(f"device: {rows[0]['device_name']} ({rows[0]['device']}), {rows[0]['precision']}, batch "
-              f"{args.batch_size}, {args.workers} DataLoader worker(s), {rows[0]['torch_threads']} torch threads")
-        print("| model | images | forward-only img/s | end-to-end img/s | ratio | decode-only img/s | "
-              "end-to-end wall s | peak RSS MiB |")
-        print("|---|---|---|---|---|---|---|---|")
+            for set_name in args.image_sets.split(","):
+                image_dir = image_sets[set_name]
+                for decoder in decoders:
+                    command = [
+                        sys.executable,
+                        __file__,
+                        "--case",
+                        arch,
+                        str(image_dir),
+                        "--images",
+                        str(args.images),
+                        "--batch-size",
+                        str(args.batch_size),
+                        "--workers",
+                        str(args.workers),
+                        "--repeats",
+                        str(args.repeats),
+                        "--device",
+                        args.device,
+                        "--precision",
+                        args.precision,
+                        "--decoder",
+                        decoder,
+                        *(["--channels-last"] if args.channels_last else []),
+                    ]
+                    row = json.loads(
+                        subprocess.run(
+                            command,
+                            check=True,
+                            capture_output=True,
+                            text=True,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                        ).stdout
+                    )
+                    row["images"] = set_name
+                    row["ratio"] = row["end_to_end_ips"] / row["forward_ips"]
+                    base = next(r for r in rows + [row] if r["arch"] == arch and r["images"] == set_name)
+                    row["decode_speedup"] = row["decode_ips"] / base["decode_ips"]
+                    row["end_to_end_speedup"] = row["end_to_end_ips"] / base["end_to_end_ips"]
+                    print(json.dumps(row), file=sys.stderr, flush=True)
+                    rows.append(row)
+        load_after = os.getloadavg()[0]
+        print(
+            f"device: {rows[0]['device_name']} ({rows[0]['device']}), {rows[0]['precision']}, batch "
+            f"{args.batch_size}, {args.workers} DataLoader worker(s), {rows[0]['torch_threads']} torch threads, "
+            f"{os.cpu_count()} CPUs; load average (1 min) {load_before:.1f} before, {load_after:.1f} after"
+        )
+        print(
+            "| model | images | decoder | forward-only img/s | end-to-end img/s | end-to-end / forward-only | "
+            "decode-only img/s | decode-only speed-up | end-to-end speed-up | end-to-end wall s | peak RSS MiB |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
-            print(f"| {r['arch']} | {r['images']} | {r['forward_ips']:.1f} | {r['end_to_end_ips']:.1f} | "
-                  f"{100 * r['ratio']:.0f} % | {r['decode_ips']:.0f} | {r['end_to_end_wall_s']:.1f} | "
-                  f"{r['peak_rss_mib']:.0f} |")
+            print(
+                f"| {r['arch']} | {r['images']} | {r['decoder']} | {r['forward_ips']:.1f} | "
+                f"{r['end_to_end_ips']:.1f} | {100 * r['ratio']:.0f} % | {r['decode_ips']:.0f} | "
+                f"{r['decode_speedup']:.2f}x | {r['end_to_end_speedup']:.2f}x | {r['end_to_end_wall_s']:.1f} | "
+                f"{r['peak_rss_mib']:.0f} |"
+            )
         if args.incremental_arch:
-            inc = run_incremental(args.incremental_arch, Path(tmp) / "inc", args.batch_size, args.workers,
-                                  args.repeats)
+            inc = run_incremental(args.incremental_arch, Path(tmp) / "inc", args.batch_size, args.workers, args.repeats)
             print(json.dumps(inc), file=sys.stderr)
-            print(f"\nIncremental ({inc['arch']}, {inc['n_images']} images): full run {inc['full_run_s']:.1f} s "
-                  f"({inc['full_run_ips']:.1f} img/s); re-run after adding {inc['n_added']} images "
-                  f"{inc['rerun_plus_1pct_s']:.1f} s; re-run with nothing new {inc['rerun_unchanged_s']:.1f} s")
+            print(
+                f"\nIncremental ({inc['arch']}, {inc['n_images']} images): full run {inc['full_run_s']:.1f} s "
+                f"({inc['full_run_ips']:.1f} img/s); re-run after adding {inc['n_added']} images "
+                f"{inc['rerun_plus_1pct_s']:.1f} s; re-run with nothing new {inc['rerun_unchanged_s']:.1f} s"
+            )
 
 
 if __name__ == "__main__":

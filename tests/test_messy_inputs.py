@@ -214,8 +214,10 @@ def test_embed_dataset_decodes_exactly_like_ingest(corpus):
         assert kind == "pixels"
         expected = transform(load_rgb(corpus[name]))
         assert torch.equal(preprocess.normalize(pixels[None])[0], expected), name
-    with pytest.raises(CorrEmbedError, match="empty file.*re-run the ingest stage"):
-        ImageFileDataset([str(corpus["empty"])], preprocess)[0]
+    # A file that no longer decodes (emptied after ingest) is set aside, not raised.
+    kind, pixels, (reason_kind, reason) = ImageFileDataset([str(corpus["empty"])], preprocess)[0]
+    assert (kind, reason_kind, reason) == ("failed", "empty_file", "empty file (0 bytes)")
+    assert pixels.shape == (3, 8, 8) and not pixels.any()
 
 
 # ------------------------------------------------------------------------------------------

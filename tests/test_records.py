@@ -79,6 +79,7 @@ def _meta_dict() -> dict:
         "images_per_second": 6.667,
         "peak_memory": {"cpu_peak_rss_bytes": 1000, "cuda_max_allocated_bytes": None},
         "slurm_job_id": None,
+        "images_set_aside": [{"image": "/x/a.jpg", "sha256": "ab", "kind": "corrupt_image", "reason": "truncated"}],
         "shard_records": [{"index": 0, "count": 1, "start": 0, "stop": 10}],
         "model_source": "torchvision",  # a field a newer embed stage may add
     }
@@ -184,13 +185,15 @@ def test_old_meta_without_new_fields_gets_the_old_fixed_values(tmp_path):
     old = {
         k: v
         for k, v in _meta_dict().items()
-        if k not in ("precision", "decoder", "channels_last", "compile", "model_source", "shard_records")
+        if k
+        not in ("precision", "decoder", "channels_last", "compile", "model_source", "shard_records", "images_set_aside")
     }
     path = tmp_path / "meta.json"
     path.write_text(json.dumps(old), encoding="utf-8")
     record = EmbeddingMeta.read(path)
     assert (record.precision, record.decoder, record.channels_last, record.compile) == ("fp32", "pil", False, False)
     assert record.shard_records is None and record.schema_version == 1
+    assert record.images_set_aside == [] and record.set_aside_by_kind == {}
     assert record.resolved_weights is None and record.dim == 576
 
 

@@ -53,7 +53,14 @@ from . import __version__
 from .embedding_cache import EmbeddingCache, embedding_identity, file_sha256
 from .embedding_store import EmbeddingShardWriter, embedding_schema, shard_name
 from .errors import ConfigError, CorrEmbedError
-from .image_batches import DECODERS, ImageFileDataset, Preprocess, batch_to_device, collate_images
+from .image_batches import (
+    DECODERS,
+    ImageFileDataset,
+    Preprocess,
+    batch_to_device,
+    collate_images,
+    failed_images,
+)
 from .models import ModelSpec, build_extractor, build_model, parse_model_spec, preprocessing
 from .records import EmbeddingMeta
 from .shards import shard_bounds, shard_id
@@ -227,7 +234,8 @@ def _embed_missing(
     total = len(paths)
     done = finished = 0
     loop_started = time.monotonic()
-    pending: list[tuple[list[str], torch.Tensor, Any]] = []
+    pending: list[tuple[list[str], torch.Tensor, Any, list[dict]]] = []
+    set_aside: list[dict[str, Any]] = []  # images that could not be decoded: no embedding, not cached
 
     with contextlib.ExitStack() as stack, torch.inference_mode():
         writer = None
@@ -235,10 +243,18 @@ def _embed_missing(
         def finish(item) -> None:
             """Wait for one queued batch's copy, add it to the cache, report progress."""
             nonlocal writer, done, finished
-            batch_shas, host, event = item
+            batch_shas, host, event, failed = item
             if event is not None:
                 event.synchronize()
             vectors = host.numpy()
+            done += len(batch_shas)
+            if failed:
+                keep = np.setdiff1d(np.arange(len(batch_shas)), [f["position"] for f in failed])
+                set_aside.extend(
+                    {"image": f["image"], "sha256": batch_shas[f["position"]], "kind": f["kind"], "reason": f["reason"]}
+                    for f in failed
+                )
+                batch_shas, vectors = [batch_shas[k] for k in keep], vectors[keep]
             if writer is None:  # the dimension is known from the first batch
                 writer = stack.enter_context(
                     cache.writer(
@@ -248,7 +264,6 @@ def _embed_missing(
                     )
                 )
             writer.add(batch_shas, vectors)
-            done += len(batch_shas)
             finished += 1
             if finished % settings.log_every == 0 or done == total:
                 say(progress_line(label, done, total, time.monotonic() - loop_started))
@@ -265,13 +280,13 @@ def _embed_missing(
             if on_cuda:
                 event = torch.cuda.Event()
                 event.record()
-            pending.append((shas[start : start + batch["size"]], host, event))
+            pending.append((shas[start : start + batch["size"]], host, event, failed_images(batch, batch_paths)))
             if len(pending) > 1:
                 finish(pending.pop(0))
         while pending:
             finish(pending.pop(0))
     seconds = time.monotonic() - loop_started
-    return {"seconds": seconds, "setup_seconds": setup_seconds}
+    return {"seconds": seconds, "setup_seconds": setup_seconds, "set_aside": set_aside}
 
 
 # --------------------------------------------------------------------------- one shard
@@ -336,7 +351,7 @@ def embed_shard(
         f"cached, {len(missing)} distinct to embed (cache {cache.directory})"
     )
 
-    timings = {"seconds": 0.0, "setup_seconds": 0.0}
+    timings = {"seconds": 0.0, "setup_seconds": 0.0, "set_aside": []}
     if missing:
         first_path = {}
         for sha, path in zip(shas, paths):
@@ -361,7 +376,7 @@ def embed_shard(
     with EmbeddingShardWriter(shard_path, dim=dim) as writer:
         for chunk in range(0, len(shas), WRITE_CHUNK_ROWS):
             part = slice(chunk, chunk + WRITE_CHUNK_ROWS)
-            writer.write(item_ids[part], paths[part], cache.fetch(shas[part]))
+            writer.write(item_ids[part], paths[part], _fetch(cache, shas[part], timings["set_aside"]))
 
     seconds = timings["seconds"]
     meta = {
@@ -382,6 +397,7 @@ def embed_shard(
         "seconds": round(seconds, 3),
         "setup_seconds": round(timings["setup_seconds"], 3),
         "images_per_second": round(len(missing) / seconds, 3) if missing and seconds > 0 else None,
+        "images_set_aside": timings["set_aside"],
         "peak_memory": _peak_memory(target),
         "versions": _versions(),
         **{key: value for key, value in asdict(settings).items() if key != "device"},
@@ -391,6 +407,22 @@ def embed_shard(
     }
     write_json(meta_path, meta)
     return meta
+
+
+def _fetch(cache: EmbeddingCache, shas: list[str], set_aside: list[dict[str, Any]]) -> np.ndarray:
+    """Cached embeddings of ``shas``; NaN rows for images this job could not decode (never cached)."""
+    failed = {record["sha256"] for record in set_aside}
+    if not failed.intersection(shas):
+        return cache.fetch(shas)
+    if cache.dim is None:
+        raise CorrEmbedError(
+            f"none of the images could be decoded ({set_aside[0]['image']}: "
+            f"{set_aside[0]['reason']}, ...); check the image files and re-run the ingest stage"
+        )
+    out = np.full((len(shas), cache.dim), np.nan, dtype=np.float32)
+    rows = [k for k, sha in enumerate(shas) if sha not in failed]
+    out[rows] = cache.fetch([shas[k] for k in rows])
+    return out
 
 
 # --------------------------------------------------------------------------- merge
@@ -495,6 +527,7 @@ def merge_embedding_shards(
             for key in first["peak_memory"]
         },
         "slurm_job_id": ",".join(job_ids) if job_ids else None,
+        "images_set_aside": [record for m in metas for record in m.get("images_set_aside", [])],
         "shard_records": [
             {**m["shard"], **{k: m[k] for k in ("n_images", "n_embedded", "seconds", "device", "slurm_job_id")}}
             for m in metas

@@ -13,10 +13,22 @@ Decoders (part of the embedding identity, since they give slightly different pix
 
 - ``pil``: :func:`corrembed.images.load_rgb` (ingest's decoder), Pillow resize. The transform
   is then exactly the weights' ``transforms()``.
+- ``pil-reduced``: the ``pil`` path, but a JPEG is decoded by libjpeg at the smallest DCT scale
+  (1/2, 1/4, 1/8) that leaves its shorter side at least the model's resize target
+  (:func:`corrembed.images.read_image` with ``reduce_to``, the decode ingest's default check uses
+  too), then resized as in ``pil``. An 800 x 1000 photo for a 256-pixel resize decodes at 1/2
+  scale: 3-5x less CPU per image; pixels differ slightly from a full decode (a different
+  embedding identity). Other formats and small JPEGs take the ``pil`` path unchanged.
 - ``torchvision``: JPEG files (3- or 1-component) are decoded by ``torchvision.io.decode_jpeg``
   (on a CUDA device: batched nvJPEG in the main process; on the CPU: in the workers), EXIF
   orientation applied, then resized and cropped as tensors (antialiased). Any other file, and
   any JPEG the decoder rejects, goes through the ``pil`` path.
+
+An image that cannot be decoded here (ingest's default check decodes JPEGs at reduced scale only,
+and a file may change after ingest) never stops the job: its dataset item is ``("failed", zeros,
+(kind, reason))`` with the :mod:`corrembed.images` keywords, :func:`failed_images` lists the
+batch's failures, and the embed stage gives it no embedding (NaN in the shard, nothing cached;
+the score stage excludes it and the summary counts it).
 """
 
 from __future__ import annotations
@@ -38,7 +50,11 @@ from torchvision.transforms import InterpolationMode
 from .errors import CorrEmbedError
 from .images import ImageReadError, load_rgb
 
-DECODERS = ("pil", "torchvision")
+DECODERS = ("pil", "pil-reduced", "torchvision")
+#: The kind of a dataset item whose file could not be decoded.
+FAILED = "failed"
+#: Decoders whose images go through Pillow (reduced-scale JPEG decode or not).
+PIL_DECODERS = {"pil": False, "pil-reduced": True}
 _EXIF_ORIENTATION = 0x0112
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -138,27 +154,28 @@ def jpeg_orientation(data: bytes) -> int | None:
         return None
 
 
-def _decode_error(path: str, exc: ImageReadError) -> CorrEmbedError:
-    return CorrEmbedError(
-        f"cannot read image {path} ({exc.reason}); it decoded at ingest, so the "
-        "file changed since: re-run the ingest stage"
-    )
+def read_pil_pixels(path: str, preprocess: Preprocess, *, reduced: bool = False) -> torch.Tensor:
+    """The ``pil`` path for one file: uint8 (3, crop, crop); ImageReadError when unreadable.
 
-
-def read_pil_pixels(path: str, preprocess: Preprocess) -> torch.Tensor:
-    """The ``pil`` path for one file: uint8 (3, crop, crop); CorrEmbedError when unreadable."""
-    try:
-        # Ingest already applied the size guard to these files: no limit here.
-        rgb = load_rgb(path, max_pixels=None)
-    except ImageReadError as exc:
-        raise _decode_error(path, exc) from exc
+    reduced: decode a JPEG at the smallest DCT scale that keeps its shorter side at least
+    ``preprocess.resize_size`` (the ``pil-reduced`` decoder), then resize as without it.
+    """
+    # Ingest already applied the size guard to these files: no limit here.
+    rgb = load_rgb(path, max_pixels=None, reduce_to=preprocess.resize_size if reduced else None)
     return preprocess.pil_pixels(rgb)
+
+
+def _failed(preprocess: Preprocess, error: ImageReadError) -> tuple[str, torch.Tensor, tuple[str, str]]:
+    """The dataset item of an image that cannot be decoded: zero pixels (never embedded)."""
+    crop = preprocess.crop_size
+    return FAILED, torch.zeros((3, crop, crop), dtype=torch.uint8), (error.kind, error.reason)
 
 
 class ImageFileDataset(Dataset):
     """Item ``i``: ``("pixels", uint8 (3, crop, crop), 1)`` for ``paths[i]``, or, with the
     torchvision decoder and ``decode_in_worker=False``, ``("jpeg", uint8 bytes (n,),
-    orientation)`` for JPEGs, decoded later on the device (:func:`batch_to_device`)."""
+    orientation)`` for JPEGs, decoded later on the device (:func:`batch_to_device`), or
+    ``("failed", zeros (3, crop, crop), (kind, reason))`` for a file that cannot be decoded."""
 
     def __init__(
         self, paths: Sequence[str], preprocess: Preprocess, *, decoder: str = "pil", decode_in_worker: bool = True
@@ -173,10 +190,15 @@ class ImageFileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[str, torch.Tensor, int]:
-        path = self.paths[index]
-        if self.decoder == "pil":
-            return "pixels", read_pil_pixels(path, self.preprocess), 1
+    def __getitem__(self, index: int) -> tuple[str, torch.Tensor, Any]:
+        try:
+            return self._item(self.paths[index])
+        except ImageReadError as error:
+            return _failed(self.preprocess, error)
+
+    def _item(self, path: str) -> tuple[str, torch.Tensor, int]:
+        if self.decoder in PIL_DECODERS:
+            return "pixels", read_pil_pixels(path, self.preprocess, reduced=PIL_DECODERS[self.decoder]), 1
         try:
             with open(path, "rb") as handle:
                 data = handle.read()
@@ -195,13 +217,16 @@ class ImageFileDataset(Dataset):
         return "pixels", self.preprocess.tensor_pixels(apply_exif_orientation(decoded, orientation)), 1
 
 
-def collate_images(items: list[tuple[str, torch.Tensor, int]]) -> dict[str, Any]:
+def collate_images(items: list[tuple[str, torch.Tensor, Any]]) -> dict[str, Any]:
     """Batch of dataset items -> ``{"size", "pixels": uint8 (k, 3, c, c) | None,
     "pixel_positions": int64 (k,), "jpegs": [bytes tensors], "jpeg_positions": int64 (m,),
-    "orientations": [int]}`` (positions: rows within the batch)."""
-    pixels = [(i, t) for i, (kind, t, _) in enumerate(items) if kind == "pixels"]
+    "orientations": [int], "failed": [(position, kind, reason)]}`` (positions: rows within the
+    batch; failed images are among the pixels, as zeros)."""
+    pixels = [(i, t) for i, (kind, t, _) in enumerate(items) if kind in ("pixels", FAILED)]
     jpegs = [(i, t, o) for i, (kind, t, o) in enumerate(items) if kind == "jpeg"]
+    failed = [(i, *payload) for i, (kind, _, payload) in enumerate(items) if kind == FAILED]
     return {
+        "failed": failed,
         "size": len(items),
         "pixels": torch.stack([t for _, t in pixels]) if pixels else None,
         "pixel_positions": torch.tensor([i for i, _ in pixels], dtype=torch.int64),
@@ -238,12 +263,25 @@ def batch_to_device(
         for k, position in enumerate(batch["jpeg_positions"].tolist()):
             image = decoded[k]
             if image is None:  # the device decoder rejected this file
-                full[position] = read_pil_pixels(paths[position], preprocess).to(device)
+                try:
+                    full[position] = read_pil_pixels(paths[position], preprocess).to(device)
+                except ImageReadError as error:
+                    full[position] = 0
+                    batch["failed"].append((position, error.kind, error.reason))
             else:
                 full[position] = preprocess.tensor_pixels(apply_exif_orientation(image, batch["orientations"][k]))
         pixels = full
     x = preprocess.normalize(pixels)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def failed_images(batch: dict[str, Any], paths: Sequence[str]) -> list[dict[str, Any]]:
+    """The images of a collated batch that could not be decoded (after :func:`batch_to_device`):
+    ``[{"position", "image", "kind", "reason"}]``, by position; ``paths``: the batch's files."""
+    return [
+        {"position": position, "image": paths[position], "kind": kind, "reason": reason}
+        for position, kind, reason in sorted(batch["failed"])
+    ]
 
 
 def _decode_jpegs_on(jpegs: list[torch.Tensor], device: torch.device) -> list[torch.Tensor | None]:

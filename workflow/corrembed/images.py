@@ -33,6 +33,8 @@ from PIL import Image, ImageOps
 DEFAULT_MAX_PIXELS = 89_478_485
 
 _EXIF_ORIENTATION = 0x0112
+# EXIF orientations that turn the image by 90 degrees (width and height swap).
+_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
 
 #: Background colour transparent pixels are composited onto.
 BACKGROUND = (255, 255, 255)
@@ -66,10 +68,13 @@ class ImageReadError(Exception):
 class DecodedImage:
     """An image decoded by :func:`read_image`.
 
-    rgb: the 8-bit RGB image (orientation applied, first frame); data: the file's bytes;
-    source_mode: Pillow mode of the file (``"RGBA"``, ``"I;16"``, ``"CMYK"``, ...);
-    n_frames: frames in the file (>1: animated, the first one is used);
-    exif_transposed: whether an EXIF orientation other than "normal" was applied.
+    rgb: the 8-bit RGB image (orientation applied, first frame), at ``1 / scale`` of the file's
+    size; data: the file's bytes; source_mode: Pillow mode of the file (``"RGBA"``, ``"I;16"``,
+    ``"CMYK"``, ...); n_frames: frames in the file (>1: animated, the first one is used);
+    exif_transposed: whether an EXIF orientation other than "normal" was applied;
+    size: (width, height) of the upright image at full scale (what the file holds, whatever
+    ``scale``); scale: the JPEG DCT scale denominator the file was decoded at (1, 2, 4 or 8;
+    1 = full decode, see :func:`read_image`'s ``reduce_to``).
     """
 
     rgb: Image.Image
@@ -77,15 +82,26 @@ class DecodedImage:
     source_mode: str
     n_frames: int
     exif_transposed: bool
+    size: tuple[int, int] = (0, 0)
+    scale: int = 1
 
 
-def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> DecodedImage:
-    """Read and fully decode ``path`` into RGB (see the module docstring for the conversions).
+def read_image(
+    path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, reduce_to: int | None = None
+) -> DecodedImage:
+    """Read and decode ``path`` into RGB (see the module docstring for the conversions).
 
     max_pixels: images whose width x height exceeds this are refused before decoding. Pillow's
         own process-wide guard (``Image.MAX_IMAGE_PIXELS``) is raised to ``max_pixels`` when
         that is larger, and switched off for ``None`` (no limit: for files already checked, as
         in the embed stage), so the configured limit is the effective one.
+    reduce_to: None decodes every pixel. A number of pixels asks libjpeg, for a JPEG file, for the
+        smallest DCT scale (1/2, 1/4 or 1/8; Pillow's ``Image.draft``) that still leaves the
+        shorter side at least ``reduce_to`` pixels (:func:`jpeg_scale`). libjpeg then skips most
+        of the inverse DCT and the colour conversion of the dropped resolution, but still reads
+        and entropy-decodes the whole compressed stream, so truncated or corrupt data fails as in
+        a full decode. Other formats, and JPEGs too small for a smaller scale, are decoded in full
+        (exactly as with None).
     Raises ImageReadError (never another exception) for a file that cannot be used.
     """
     path = str(path)
@@ -114,11 +130,18 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
             n_frames = int(getattr(image, "n_frames", 1) or 1)
             if n_frames > 1:
                 image.seek(0)
-            image.load()  # full decode: truncated data fails here, not at open()
+            scale = 1
+            if reduce_to is not None and image.format == "JPEG":
+                scale = jpeg_scale((width, height), reduce_to)
+                if scale > 1:
+                    # Same mode: only the DCT scale changes, never the colour conversion.
+                    image.draft(image.mode, (reduce_to, reduce_to))
+            image.load()  # the decode: truncated data fails here, not at open()
             source_mode = image.mode
             orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
             transposed = orientation not in (None, 1)
             rgb = to_rgb(ImageOps.exif_transpose(image) if transposed else image)
+            upright = (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)
     except ImageReadError:
         raise
     except Image.UnidentifiedImageError:
@@ -138,12 +161,31 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
     ) as exc:
         # Pillow's plugins raise a zoo of exception types for malformed files.
         raise ImageReadError(CORRUPT, f"truncated or corrupt image: {exc}") from None
-    return DecodedImage(rgb=rgb, data=data, source_mode=source_mode, n_frames=n_frames, exif_transposed=transposed)
+    return DecodedImage(
+        rgb=rgb,
+        data=data,
+        source_mode=source_mode,
+        n_frames=n_frames,
+        exif_transposed=transposed,
+        size=upright,
+        scale=scale,
+    )
 
 
-def load_rgb(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """The file's 8-bit RGB image, upright, first frame; ImageReadError when it cannot be used."""
-    return read_image(path, max_pixels=max_pixels).rgb
+def load_rgb(
+    path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, reduce_to: int | None = None
+) -> Image.Image:
+    """The file's 8-bit RGB image, upright, first frame; ImageReadError when it cannot be used
+    (``reduce_to``: see :func:`read_image`)."""
+    return read_image(path, max_pixels=max_pixels, reduce_to=reduce_to).rgb
+
+
+def jpeg_scale(size: tuple[int, int], reduce_to: int) -> int:
+    """The DCT scale denominator (1, 2, 4 or 8) :func:`read_image` decodes a ``size`` JPEG at for
+    ``reduce_to``: the largest whose decoded shorter side, ``ceil(side / scale)``, is still at least
+    ``reduce_to`` (Pillow's ``JpegImageFile.draft`` rule)."""
+    fits = min(size) // max(int(reduce_to), 1)
+    return next(s for s in (8, 4, 2, 1) if fits >= s or s == 1)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -193,6 +193,7 @@ def ingest_catalogue(
         threads=threads,
         max_pixels=options.max_image_pixels,
         min_side=options.min_image_side,
+        full=options.image_check == "full",
     )
     rejects = _RejectLog()
     usable = resolve_images(parsed.items, checks, rejects)

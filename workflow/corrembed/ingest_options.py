@@ -21,6 +21,7 @@ FORMATS = ("wide", "long")
 ON_UNREADABLE = ("reject", "fail")
 DUPLICATE_IMAGES = ("keep", "drop")
 VALUE_NORMALIZATIONS = ("strip", "casefold")
+IMAGE_CHECKS = ("reduced", "full")
 #: A correlation of similarities needs at least 3 items (2 compared items per anchor).
 MIN_ITEMS = 3
 
@@ -55,6 +56,10 @@ class IngestOptions:
             decompression-bomb guard); ``None``: no limit.
         min_image_side: images whose shorter side is below this many pixels are set aside.
         encoding: text encoding of a CSV manifest (Python codec name).
+        image_check: ``"reduced"`` (default: header, size, and a JPEG decoded at 1/8 scale, which
+            still entropy-decodes the whole stream and so catches truncated or corrupt data;
+            other formats decoded in full) or ``"full"`` (every image decoded at full size, as
+            the ``pil`` decoder of the embed stage does). See :mod:`corrembed.image_checks`.
     """
 
     format: str = "wide"
@@ -73,6 +78,7 @@ class IngestOptions:
     max_image_pixels: int | None = DEFAULT_MAX_PIXELS
     min_image_side: int = 1
     encoding: str = "utf-8"
+    image_check: str = "reduced"
 
     # Keys of the config's ``catalogue:`` mapping that are not reading options (the manifest's
     # location); from_config ignores them.
@@ -81,6 +87,8 @@ class IngestOptions:
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ConfigError(f"catalogue.format must be one of {FORMATS}, got {self.format!r}")
+        if self.image_check not in IMAGE_CHECKS:
+            raise ConfigError(f"catalogue.image_check must be one of {IMAGE_CHECKS}, got {self.image_check!r}")
         if self.on_unreadable not in ON_UNREADABLE:
             raise ConfigError(f"catalogue.on_unreadable must be one of {ON_UNREADABLE}, got {self.on_unreadable!r}")
         for name in ("item_column", "category_column", "value_column"):

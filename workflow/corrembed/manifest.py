@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import io
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,21 +148,22 @@ class ValueReader:
         self.strip = strip
         self.multi_valued: dict[str, list] = {}  # category -> [n_cells, example]
 
-    def values(self, cell: str | None, category: str, split: bool = True) -> list[str]:
+    def values(self, cell: str | None, category: str, split: bool = True) -> tuple[str, ...]:
         """Distinct non-missing values of a cell, in order."""
         if cell is None:
-            return []
+            return ()
         parts = cell.split(self.separator) if split and self.separator is not None else [cell]
         # Empty and whitespace-only values are missing values, whatever the normalization.
         kept = [p.strip() if self.strip else p for p in parts if p.strip()]
-        values = list(dict.fromkeys(kept))
+        # Interned: a value repeated over 10^6 rows is then one string, not 10^6.
+        values = tuple(dict.fromkeys(sys.intern(v) for v in kept))
         if len(values) > 1:
             record = self.multi_valued.setdefault(category, [0, cell])
             record[0] += 1
         return values
 
 
-@dataclass
+@dataclass(slots=True)
 class ImageListing:
     """One image of an item as listed: the text in the manifest and the file's real path."""
 
@@ -171,26 +173,47 @@ class ImageListing:
     outside: bool
 
 
-@dataclass
+@dataclass(slots=True)
 class ItemEntry:
-    """What the manifest says about one item (manifest order preserved everywhere)."""
+    """What the manifest says about one item (manifest order preserved everywhere).
 
-    rows: list[int] = field(default_factory=list)  # 1-based data rows
+    Slots, and the first row only (error messages need no more): a manifest of 10^6 items holds
+    10^6 of these.
+    """
+
+    first_row: int = 0  # 1-based data row of the item's first appearance
     images: dict[str, ImageListing] = field(default_factory=dict)  # real path -> listing
-    repeated: list[ImageListing] = field(default_factory=list)  # listings of an image again
-    image_problems: list[str] = field(default_factory=list)  # why listed images are missing
-    tags: dict[str, dict[str, None]] = field(default_factory=dict)  # category -> ordered values
+    # Rare, so tuples (shared empty ones) rather than a list per item.
+    repeated: tuple[ImageListing, ...] = ()  # listings of an image again
+    image_problems: tuple[str, ...] = ()  # why listed images are missing
+    tags: dict[str, tuple[str, ...]] = field(default_factory=dict)  # category -> distinct values, in order
 
 
-def _listing(path_text: str, base: Path) -> ImageListing:
-    path = Path(path_text).expanduser()
-    if not path.is_absolute():
-        path = base / path
-    absolute = os.path.abspath(path)
-    real = os.path.realpath(absolute)
-    base_real = os.path.realpath(base)
-    outside = os.path.commonpath([real, base_real]) != base_real
-    return ImageListing(listed_as=path_text, path=real, symlinked=real != absolute, outside=outside)
+class _PathResolver:
+    """Listed image paths -> :class:`ImageListing` (real path, symlinked, outside the base folder).
+
+    The real path is ``os.path.realpath`` of the absolute path; since catalogues keep their images
+    in few folders, each folder's real path is resolved once and only the file itself is checked
+    for being a symlink (one ``lstat`` per image instead of one per path component).
+    """
+
+    def __init__(self, base: Path):
+        self.base = str(base)
+        self.base_real = os.path.realpath(self.base)
+        self._inside_prefix = self.base_real.rstrip(os.sep) + os.sep
+        self._real_folders: dict[str, str] = {}
+
+    def listing(self, path_text: str) -> ImageListing:
+        absolute = os.path.abspath(os.path.join(self.base, os.path.expanduser(path_text)))
+        folder, name = os.path.split(absolute)
+        real_folder = self._real_folders.get(folder)
+        if real_folder is None:
+            real_folder = self._real_folders[folder] = os.path.realpath(folder)
+        real = os.path.join(real_folder, name)
+        if os.path.islink(real):
+            real = os.path.realpath(real)
+        outside = real != self.base_real and not real.startswith(self._inside_prefix)
+        return ImageListing(listed_as=path_text, path=real, symlinked=real != absolute, outside=outside)
 
 
 class _ImageSource:
@@ -198,7 +221,7 @@ class _ImageSource:
 
     def __init__(self, table: pl.DataFrame, options: IngestOptions, manifest: Path):
         self.options = options
-        self.base = manifest.parent.absolute()
+        self.resolver = _PathResolver(manifest.parent.absolute())
         if options.image_template is not None:
             self.template = options.image_template
             self.fields = template_fields(options.image_template)
@@ -219,7 +242,7 @@ class _ImageSource:
             parts = _split_paths(row[self.options.image_column], self.options.image_separator)
             if not parts:
                 return [], f"column {self.options.image_column!r} empty on row {row_number}"
-        return [_listing(p, self.base) for p in parts], None
+        return [self.resolver.listing(p) for p in parts], None
 
 
 def _split_paths(cell: str | None, separator: str | None) -> list[str]:
@@ -254,19 +277,18 @@ def _parse_wide(
         for category in categories:
             values = reader.values(row[category], category)
             if values:
-                tags[category] = dict.fromkeys(values)
+                tags[category] = values
         entry = items.get(item_id)
         if entry is None:
-            entry = items[item_id] = ItemEntry(tags=tags)
+            entry = items[item_id] = ItemEntry(first_row=row_number, tags=tags)
         elif _as_sets(entry.tags) != _as_sets(tags):
             raise ManifestError(
-                f"{manifest}: item {item_id!r} is listed on rows {entry.rows[0]} and {row_number} "
+                f"{manifest}: item {item_id!r} is listed on rows {entry.first_row} and {row_number} "
                 f"(data rows, header excluded) with different tags: "
                 f"{_describe(entry.tags)} vs {_describe(tags)}. Rows of one item (one per "
                 "image) must carry identical tags: fix one of the rows, or give the items "
                 "different ids."
             )
-        entry.rows.append(row_number)
         _add_images(entry, *images.listings(row, row_number))
     return items, categories, unknown_excluded
 
@@ -287,8 +309,9 @@ def _parse_long(
     for index, row in enumerate(table.iter_rows(named=True)):
         row_number = index + 1
         item_id = _item_id(row, options.item_column, manifest, row_number)
-        entry = items.setdefault(item_id, ItemEntry())
-        entry.rows.append(row_number)
+        entry = items.get(item_id)
+        if entry is None:
+            entry = items[item_id] = ItemEntry(first_row=row_number)
         # Long rows of one item normally repeat its image(s): only repeats within a row count.
         _add_images(entry, *images.listings(row, row_number), across_rows=False)
         category = row[options.category_column]
@@ -304,7 +327,9 @@ def _parse_long(
         seen_categories.setdefault(category)
         if category in excluded or not values:
             continue
-        entry.tags.setdefault(category, {})[values[0]] = None
+        known = entry.tags.get(category, ())
+        if values[0] not in known:
+            entry.tags[category] = (*known, values[0])
     unknown_excluded = tuple(c for c in options.exclude_categories if c not in seen_categories)
     categories = [c for c in seen_categories if c not in excluded]
     return items, categories, unknown_excluded
@@ -326,16 +351,16 @@ def _add_images(entry: ItemEntry, listings: list[ImageListing], problem: str | N
     in_row: set[str] = set()
     for listing in listings:
         if listing.path in in_row or (across_rows and listing.path in entry.images):
-            entry.repeated.append(listing)
+            entry.repeated = (*entry.repeated, listing)
         entry.images.setdefault(listing.path, listing)
         in_row.add(listing.path)
     if problem is not None:
-        entry.image_problems.append(problem)
+        entry.image_problems = (*entry.image_problems, problem)
 
 
-def _as_sets(tags: Mapping[str, Mapping[str, None]]) -> dict[str, frozenset[str]]:
+def _as_sets(tags: Mapping[str, Sequence[str]]) -> dict[str, frozenset[str]]:
     return {c: frozenset(v) for c, v in tags.items()}
 
 
-def _describe(tags: Mapping[str, Mapping[str, None]]) -> dict[str, list[str]]:
+def _describe(tags: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
     return {c: list(v) for c, v in tags.items()}

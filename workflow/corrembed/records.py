@@ -308,6 +308,9 @@ class EmbeddingMeta(_Record):
         peak_memory: ``{cpu_peak_rss_bytes, cuda_max_allocated_bytes}`` (largest over shards).
         versions: library versions; batch_size, num_workers, channels_last, compile,
             torch_num_threads: run settings; slurm_job_id: the cluster job(s), comma-separated.
+        images_set_aside: images the embed jobs could not decode ``{image, sha256, kind,
+            reason}`` (kinds as in rejects.csv): they have NaN embeddings, are not cached (a later
+            run tries them again) and the score stage excludes them. Older files lack it: [].
         shard_records: per shard ``{index, count, start, stop, n_images, n_embedded, seconds,
             device, slurm_job_id}``.
         schema_version, extra: see :class:`_Record`.
@@ -349,9 +352,18 @@ class EmbeddingMeta(_Record):
     images_per_second: float | None = None
     peak_memory: dict[str, int | None] | None = None
     slurm_job_id: str | None = None
+    images_set_aside: list[dict[str, Any]] = field(default_factory=list)
     shard_records: list[dict[str, Any]] | None = None
     schema_version: int = _Record.SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def set_aside_by_kind(self) -> dict[str, int]:
+        """Images the embed stage could not decode, counted by kind."""
+        counts: dict[str, int] = {}
+        for record in self.images_set_aside:
+            counts[record["kind"]] = counts.get(record["kind"], 0) + 1
+        return counts
 
     @property
     def resolved_weights(self) -> str | None:

@@ -59,6 +59,7 @@ SUMMARY_COLUMNS = (
     "n_duplicate_images",
     "n_items_without_tags",
     "set_aside_by_kind",
+    "embed_set_aside_by_kind",
     "n_excluded_embeddings",
     "n_excluded_items",
 )
@@ -106,13 +107,14 @@ def summary_table(
     imagenet: model -> {acc1, acc5, num_params, gflops, acc1_kind, source}; sources: weighting -> weight source;
     catalogue: ingest's report (rows set aside, items/images set aside, duplicates, untagged items,
     and ``set_aside_by_kind`` written as ``"kind=count;..."``); None leaves those columns empty.
+    ``embed_set_aside_by_kind``: images the model's embed jobs could not decode, by kind (the
+    score stage excludes them: they are in ``n_excluded_embeddings`` too).
     """
     catalogue_values: dict[str, object] = {column: None for column in INGEST_COLUMNS}
     catalogue_values["set_aside_by_kind"] = ""
     if catalogue is not None:
         catalogue_values = {column: getattr(catalogue, key) for column, key in INGEST_COLUMNS.items()}
-        by_kind = catalogue.set_aside_by_kind
-        catalogue_values["set_aside_by_kind"] = ";".join(f"{k}={n}" for k, n in sorted(by_kind.items()))
+        catalogue_values["set_aside_by_kind"] = _by_kind(catalogue.set_aside_by_kind)
     headline = headline_weighting(dict(sources))
     rows = []
     for score in scores:
@@ -142,11 +144,18 @@ def summary_table(
                 "channels_last": meta.channels_last,
                 "compile": meta.compile,
                 **catalogue_values,
+                # Images only the embed stage found undecodable (NaN embeddings, excluded by score).
+                "embed_set_aside_by_kind": _by_kind(meta.set_aside_by_kind),
                 "n_excluded_embeddings": score.n_excluded_embeddings,
                 "n_excluded_items": score.n_excluded_items,
             }
         )
     return pl.DataFrame(rows, infer_schema_length=None).select(SUMMARY_COLUMNS)
+
+
+def _by_kind(counts: Mapping[str, int]) -> str:
+    """``{"missing": 1, "corrupt_image": 2}`` -> ``"corrupt_image=2;missing=1"``."""
+    return ";".join(f"{k}={n}" for k, n in sorted(counts.items()))
 
 
 def read_scores(paths: Sequence[str | os.PathLike]) -> list[ScoreRecord]:

@@ -47,7 +47,7 @@ def value_variants(
                 for entry in items.values():
                     values = entry.tags.get(category)
                     if values and any(m in values for m in members):
-                        entry.tags[category] = dict.fromkeys(canonical if v in members else v for v in values)
+                        entry.tags[category] = tuple(dict.fromkeys(canonical if v in members else v for v in values))
     return groups, n_whitespace
 
 

@@ -28,7 +28,11 @@ rule ingest:
         "logs/ingest.benchmark.tsv"
     conda:
         "../../envs/corrembed.yaml"
-    threads: 4
+    # On a cluster, a job with ingest.threads cores and ingest.resources (mem_mb, runtime).
+    threads: config["ingest"]["threads"]
+    resources:
+        mem_mb=config["ingest"]["resources"]["mem_mb"],
+        runtime=config["ingest"]["resources"]["runtime"],
     params:
         catalogue=canonical(config["catalogue"]),
     script:
