@@ -25,6 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# The same product-size copies as the embedding benchmark (this folder is on sys.path when run).
+from embed_bench import make_upscaled
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FASHION = SHARED / "data" / "fashion-product-224"
@@ -59,20 +62,6 @@ def model_specs() -> dict[str, dict]:
     return specs
 
 
-def upscale(paths: list[Path], folder: Path, size=(800, 1000)) -> list[Path]:
-    """Product-size JPEG copies of ``paths`` (made once; kept when the folder already has them)."""
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for path in paths:
-        target = folder / path.name
-        if not target.exists():
-            Image.open(path).convert("RGB").resize(size, Image.BICUBIC).save(target, quality=90)
-        out.append(target)
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=3000)
@@ -94,7 +83,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="decoder-corrembed-") as tmp:
         work = args.work or Path(tmp)
         started = time.perf_counter()
-        files = upscale([FASHION / "images" / name for name in manifest["image"]], work / "800x1000")
+        files = make_upscaled([FASHION / "images" / name for name in manifest["image"]], work / "800x1000")
         print(f"{len(files)} photos upscaled to 800x1000 in {time.perf_counter() - started:.0f} s", file=sys.stderr)
         images = pl.DataFrame({"item_id": manifest["id"], "image": [str(p) for p in files]})
         long = (
