@@ -132,6 +132,12 @@ def hub_unreachable(timeout: float = 10) -> str | None:
         return f"{host}:{port} unreachable ({type(exc).__name__}: {exc})"
 
 
+def not_cached_error(model_name: str, what: str, exc: Exception, hf: Path | None, torch_home) -> str:
+    """:func:`hub_fetch_error` for a load from the caches with the hub offline (an embed job) that
+    failed with ``exc``: embed jobs never download, so the weights step has not filled the cache."""
+    return hub_fetch_error(model_name, what, f"embed jobs never download: {type(exc).__name__}: {exc}", hf, torch_home)
+
+
 def hub_fetch_error(model_name: str, what: str, reason: str, hf: Path | None, torch_home) -> str:
     """The message of a failed hub fetch: the model, what is missing, why, and how to fill the cache."""
     return (

@@ -31,7 +31,7 @@ from torch import nn
 from ..errors import ConfigError, WeightsUnavailableError
 from .checkpoints import path_sha256
 from .features import FunctionExtractor
-from .hub import hub_caches, hub_fetch_error, hub_unreachable
+from .hub import hub_caches, hub_fetch_error, hub_unreachable, not_cached_error
 from .preprocess import Preprocessing
 from .spec import IMAGENET_KEYS, ModelSpec, ResolvedWeights
 from .torchvision_source import RANDOM_INIT_SEED, count_parameters
@@ -175,13 +175,7 @@ class HuggingFaceSource:
                         f"{type(exc).__name__}: {exc}"
                     ) from exc
                 raise WeightsUnavailableError(
-                    hub_fetch_error(
-                        spec.name,
-                        f"the {what} of Hugging Face model {spec.arch}",
-                        f"embed jobs never download: {type(exc).__name__}: {exc}",
-                        hf,
-                        torch_home,
-                    )
+                    not_cached_error(spec.name, f"the {what} of Hugging Face model {spec.arch}", exc, hf, torch_home)
                 ) from exc
 
     def build(

@@ -35,7 +35,7 @@ from ..errors import ConfigError, WeightsUnavailableError
 from .accuracy_tables import open_clip_accuracy
 from .checkpoints import path_sha256
 from .features import FunctionExtractor
-from .hub import hub_caches, hub_fetch_error, hub_unreachable
+from .hub import hub_caches, hub_fetch_error, hub_unreachable, not_cached_error
 from .preprocess import Preprocessing, single_size
 from .spec import IMAGENET_KEYS, ModelSpec, ResolvedWeights
 from .torchvision_source import RANDOM_INIT_SEED, checkpoint_weights, count_parameters, is_checkpoint_path
@@ -244,12 +244,8 @@ class OpenClipSource:
                 return self._create(spec, cache_dir=hf / "hub" if hf is not None else None)
             except Exception as exc:  # noqa: BLE001 -- every hub failure means the cache lacks the files
                 raise WeightsUnavailableError(
-                    hub_fetch_error(
-                        spec.name,
-                        f"open_clip weights {spec.arch} {spec.weights.tag}",
-                        f"embed jobs never download: {type(exc).__name__}: {exc}",
-                        hf,
-                        torch_home,
+                    not_cached_error(
+                        spec.name, f"open_clip weights {spec.arch} {spec.weights.tag}", exc, hf, torch_home
                     )
                 ) from exc
 
