@@ -15,7 +15,15 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from workflow_runner import REPO, SNAKEMAKE, check, demo_config, random_model, snakemake, write_config
+from workflow_runner import (
+    SNAKEMAKE_ENV,
+    check,
+    demo_config,
+    random_model,
+    snakemake,
+    snakemake_command,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -37,24 +45,13 @@ def _summary(directory) -> pl.DataFrame:
 
 def _interrupt_when(directory, started: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """Start snakemake, send SIGINT (Ctrl-C) to its process group once ``started`` exists."""
-    command = [
-        str(SNAKEMAKE),
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(directory),
-        "--configfile",
-        str(directory / "config.yaml"),
-        "--cores",
-        "1",
-    ]
     process = subprocess.Popen(
-        command,
+        snakemake_command(directory, "--cores", "1"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env=SNAKEMAKE_ENV,
     )
     deadline = time.monotonic() + timeout
     try:
@@ -68,7 +65,7 @@ def _interrupt_when(directory, started: str, timeout: float = 300) -> subprocess
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    return subprocess.CompletedProcess(command, process.returncode, output, "")
+    return subprocess.CompletedProcess(process.args, process.returncode, output, "")
 
 
 def test_ctrl_c_during_embed_then_rerun_gives_the_uninterrupted_results(tmp_path):

@@ -45,9 +45,13 @@ def write_config(directory: Path, config: dict) -> Path:
     return path
 
 
-def snakemake(directory: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+#: The environment of every snakemake run here (unbuffered, so a job's log lines arrive as written).
+SNAKEMAKE_ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def snakemake_command(directory: Path, *args: str) -> list[str]:
     """``snakemake --snakefile REPO/Snakefile --directory DIR --configfile DIR/config.yaml ARGS``."""
-    command = [
+    return [
         str(SNAKEMAKE),
         "--snakefile",
         str(REPO / "Snakefile"),
@@ -57,8 +61,13 @@ def snakemake(directory: Path, *args: str, timeout: int = 900) -> subprocess.Com
         str(directory / "config.yaml"),
         *args,
     ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def snakemake(directory: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run :func:`snakemake_command` to completion, capturing its output."""
+    return subprocess.run(
+        snakemake_command(directory, *args), capture_output=True, text=True, timeout=timeout, env=SNAKEMAKE_ENV
+    )
 
 
 def check(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
