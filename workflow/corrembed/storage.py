@@ -39,7 +39,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def _umask() -> int:
-    """The process umask (read by setting and restoring it; there is no read-only call)."""
+    """The process umask.
+
+    Read from ``/proc/self/status`` where Linux offers it: setting and restoring the umask (the
+    only portable way to read it) briefly changes it for every thread of the process, and the
+    embed stage writes files from several threads.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
