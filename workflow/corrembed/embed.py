@@ -179,38 +179,47 @@ def _check_images_table(images: pl.DataFrame) -> None:
 # --------------------------------------------------------------------------- the forward loop
 
 
+def _on_device(module: torch.nn.Module, target: torch.device, settings: RunSettings) -> torch.nn.Module:
+    """``module`` on ``target`` in eval mode (channels_last / compiled per ``settings``)."""
+    module = module.to(target).eval()
+    if settings.channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    if settings.compile:
+        return torch.compile(module, dynamic=False)
+    return module
+
+
 def _build_extractor(
     spec: ModelSpec, torch_home, target: torch.device, settings: RunSettings, hf_home=None
 ) -> torch.nn.Module:
     """The spec's embedding extractor on ``target`` in eval mode (channels_last / compiled per ``settings``)."""
     model = build_model(spec, torch_home=torch_home, hf_home=hf_home)
-    extractor = build_extractor(spec, model).to(target).eval()
-    if settings.channels_last:
-        extractor = extractor.to(memory_format=torch.channels_last)
-    if settings.compile:
-        return torch.compile(extractor, dynamic=False)
-    return extractor
+    return _on_device(build_extractor(spec, model), target, settings)
 
 
 def _embed_missing(
     paths: list[str],
     shas: list[str],
-    spec: ModelSpec,
-    cache: EmbeddingCache,
+    caches: Mapping[str, EmbeddingCache],
+    build_forward: Callable[[], torch.nn.Module],
     *,
     preprocess: Preprocess,
     precision: str,
     decoder: str,
-    torch_home,
     target: torch.device,
     settings: RunSettings,
     say: Callable[[str], Any],
     label: str,
-    hf_home=None,
+    needed: Mapping[str, set[str]] | None = None,
 ) -> dict[str, Any]:
-    """Embed ``paths`` (distinct contents ``shas``) and add them to ``cache``; return timings."""
+    """Embed ``paths`` (distinct contents ``shas``) and add them to the caches; return timings.
+
+    ``build_forward()`` gives the module run on each batch: ``(b, 3, H, W) -> (b, dim)`` for one
+    cache, or ``-> {key: (b, dim_key)}`` for one cache per key of ``caches`` (a layer sweep);
+    ``needed[key]``, when given, is the set of hashes cache ``key`` lacks (others are not added).
+    """
     started = time.monotonic()
-    forward = _build_extractor(spec, torch_home, target, settings, hf_home)
+    forward = build_forward()
     setup_seconds = time.monotonic() - started
     on_cuda = target.type == "cuda"
     dataset = ImageFileDataset(
@@ -234,36 +243,46 @@ def _embed_missing(
     total = len(paths)
     done = finished = 0
     loop_started = time.monotonic()
-    pending: list[tuple[list[str], torch.Tensor, Any, list[dict]]] = []
+    pending: list[tuple[list[str], dict[str, torch.Tensor], Any, list[dict]]] = []
     set_aside: list[dict[str, Any]] = []  # images that could not be decoded: no embedding, not cached
+    (only_key,) = caches if len(caches) == 1 else (None,)
 
     with contextlib.ExitStack() as stack, torch.inference_mode():
-        writer = None
+        writers: dict[str, Any] = {}
 
         def finish(item) -> None:
-            """Wait for one queued batch's copy, add it to the cache, report progress."""
-            nonlocal writer, done, finished
-            batch_shas, host, event, failed = item
+            """Wait for one queued batch's copies, add them to the caches, report progress."""
+            nonlocal done, finished
+            batch_shas, hosts, event, failed = item
             if event is not None:
                 event.synchronize()
-            vectors = host.numpy()
             done += len(batch_shas)
+            keep = np.arange(len(batch_shas))
             if failed:
-                keep = np.setdiff1d(np.arange(len(batch_shas)), [f["position"] for f in failed])
+                keep = np.setdiff1d(keep, [f["position"] for f in failed])
                 set_aside.extend(
                     {"image": f["image"], "sha256": batch_shas[f["position"]], "kind": f["kind"], "reason": f["reason"]}
                     for f in failed
                 )
-                batch_shas, vectors = [batch_shas[k] for k in keep], vectors[keep]
-            if writer is None:  # the dimension is known from the first batch
-                writer = stack.enter_context(
-                    cache.writer(
-                        int(vectors.shape[1]),
-                        segment_rows=settings.segment_rows,
-                        segment_seconds=settings.segment_seconds,
+            for key, host in hosts.items():
+                rows = keep
+                if needed is not None:
+                    rows = np.array([k for k in keep if batch_shas[k] in needed[key]], dtype=np.int64)
+                if rows.size == 0:
+                    continue
+                vectors = host.numpy()
+                if key not in writers:  # the dimension is known from the first batch
+                    writers[key] = stack.enter_context(
+                        caches[key].writer(
+                            int(vectors.shape[1]),
+                            segment_rows=settings.segment_rows,
+                            segment_seconds=settings.segment_seconds,
+                        )
                     )
+                rows_all = rows.size == len(batch_shas)
+                writers[key].add(
+                    batch_shas if rows_all else [batch_shas[k] for k in rows], vectors if rows_all else vectors[rows]
                 )
-            writer.add(batch_shas, vectors)
             finished += 1
             if finished % settings.log_every == 0 or done == total:
                 say(progress_line(label, done, total, time.monotonic() - loop_started))
@@ -274,13 +293,15 @@ def _embed_missing(
             x = batch_to_device(batch, batch_paths, preprocess, target, channels_last=settings.channels_last)
             with autocast:
                 features = forward(x)
-            # Queue the copy back and let the device run ahead by one batch before waiting.
-            host = features.float().to("cpu", non_blocking=on_cuda)
+            if not isinstance(features, Mapping):
+                features = {only_key: features}
+            # Queue the copies back and let the device run ahead by one batch before waiting.
+            hosts = {key: value.float().to("cpu", non_blocking=on_cuda) for key, value in features.items()}
             event = None
             if on_cuda:
                 event = torch.cuda.Event()
                 event.record()
-            pending.append((shas[start : start + batch["size"]], host, event, failed_images(batch, batch_paths)))
+            pending.append((shas[start : start + batch["size"]], hosts, event, failed_images(batch, batch_paths)))
             if len(pending) > 1:
                 finish(pending.pop(0))
         while pending:
@@ -359,13 +380,11 @@ def embed_shard(
         timings = _embed_missing(
             [first_path[s] for s in missing],
             missing,
-            spec,
-            cache,
+            {spec.layer: cache},
+            lambda: _build_extractor(spec, torch_home, target, settings, hf_home),
             preprocess=Preprocess.from_transform(resolved_preprocessing.transform()),
             precision=precision,
             decoder=decoder,
-            torch_home=torch_home,
-            hf_home=hf_home,
             target=target,
             settings=settings,
             say=say,

@@ -45,6 +45,19 @@ def final_classifier(model: nn.Module) -> tuple[str, nn.Module]:
     )
 
 
+def graph_node_error(model_name: str, layer: str, model: nn.Module, eval_nodes: list[str]) -> ConfigError:
+    """The error for a layer name that is no node (nor module prefix) of the eval graph: close
+    matches and the last nodes listed."""
+    close = difflib.get_close_matches(layer, eval_nodes, n=5, cutoff=0.6)
+    hint = f" Close matches: {', '.join(close)}." if close else ""
+    return ConfigError(
+        f"model {model_name!r}: layer {layer!r} is not a graph node of "
+        f"{type(model).__name__}.{hint} The last nodes before the output are: "
+        f"{', '.join(eval_nodes[-15:])}. Use 'penultimate', 'output', or any name from "
+        "torchvision.models.feature_extraction.get_graph_node_names(model)[1]."
+    )
+
+
 def pool_features(features: torch.Tensor, *, channels_last: bool = False) -> torch.Tensor:
     """Pool a layer's output to one vector per image.
 
@@ -143,14 +156,7 @@ class FeatureExtractor(nn.Module):
             # A module name ("layer3") selects its last node, as in create_feature_extractor.
             matching = [i for i, n in enumerate(eval_nodes) if n == layer or n.startswith(layer + ".")]
             if not matching:
-                close = difflib.get_close_matches(layer, eval_nodes, n=5, cutoff=0.6)
-                hint = f" Close matches: {', '.join(close)}." if close else ""
-                raise ConfigError(
-                    f"model {model_name!r}: layer {layer!r} is not a graph node of "
-                    f"{type(model).__name__}.{hint} The last nodes before the output are: "
-                    f"{', '.join(eval_nodes[-15:])}. Use 'penultimate', 'output', or any name from "
-                    "torchvision.models.feature_extraction.get_graph_node_names(model)[1]."
-                )
+                raise graph_node_error(model_name, layer, model, eval_nodes)
             # Swin keeps (b, H, W, C) maps until its "permute" node.
             self.channels_last = (
                 isinstance(model, SwinTransformer)

@@ -28,6 +28,8 @@ from ..errors import ConfigError
 SPEC_KEYS = ("source", "arch", "weights", "layer", "transforms", "imagenet")
 #: Keys of a config model entry that concern the embed job, not the model itself.
 RUN_KEYS = ("precision", "decoder")
+#: Keys of a config model entry read by the diagnostics (the layer sweep), not by the embed job.
+DIAGNOSTIC_KEYS = ("layers",)
 IMAGENET_KEYS = ("acc1", "acc5", "num_params", "gflops")
 DEFAULT_SOURCE = "torchvision"
 
@@ -139,7 +141,9 @@ def parse_model_spec(spec: Mapping[str, Any] | ModelSpec, *, model_name: str, ch
         )
     source_name = spec.get("source") or DEFAULT_SOURCE
     source = get_source(source_name, model_name=model_name)
-    reject_unknown_keys(spec, SPEC_KEYS + RUN_KEYS + source.extra_keys, f"model {model_name!r} (source {source_name})")
+    reject_unknown_keys(
+        spec, SPEC_KEYS + RUN_KEYS + DIAGNOSTIC_KEYS + source.extra_keys, f"model {model_name!r} (source {source_name})"
+    )
     if "arch" not in spec:
         raise ConfigError(f"model {model_name!r}: missing 'arch' ({source.arch_help})")
     if "weights" not in spec:
