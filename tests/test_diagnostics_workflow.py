@@ -21,7 +21,7 @@ TINY = demo_config(
     seed=5,
     embed={"batch_size": 16, "num_workers": 0, "device": "cpu", "threads": 1},
     models={
-        "r18": random_model("resnet18", 64, 56),
+        "r18": random_model("resnet18", 64, 56, layers=[1, -1, "penultimate"]),
         "mnv3": random_model("mobilenet_v3_small", 64, 56),
     },
     scoring={"anchors": "all", "bootstrap": 50, "seed": 42},
@@ -58,11 +58,22 @@ def test_outputs_and_report(workspace, tmp_path):
         assert set(attributes["category"]) >= {"category", "colour"}
     ranking = pl.read_csv(out / "comparison" / "entropy" / "ranking.csv")
     assert sorted(ranking["model"]) == ["mnv3", "r18"] and ranking["rank"].to_list() == [1, 2]
+    # The layer sweep (r18 only): the headline layer's row reproduces the headline score.
+    layers = pl.read_csv(out / "models" / "r18" / "layers.csv")
+    assert layers["layer"].unique(maintain_order=True).to_list() == ["layer1", "layer4", "penultimate"]
+    assert layers["relative_depth"].is_sorted() and layers["dim"].to_list()[::2] == [64, 512, 512]
+    summary = pl.read_csv(workspace.run_dir / "results" / "summary.csv").filter(pl.col("model") == "r18")
+    for row in layers.filter(pl.col("headline")).iter_rows(named=True):
+        headline = summary.filter(pl.col("weighting") == row["weighting"]).row(0, named=True)
+        assert row["layer"] == "penultimate" and row["n_anchors"] == headline["n_anchors"]
+        assert row["corrembed"] == pytest.approx(headline["corrembed"], abs=1e-6)
+        assert row["ci_low"] == pytest.approx(headline["ci_low"], abs=1e-6)
+    assert not (out / "models" / "mnv3" / "layers.csv").exists()
     page = out / "report.html"
     dom = run_chromium(page, tmp_path, "--dump-dom")
     status = re.search(r'id="image-status"[^>]*data-loaded="(\d+)"[^>]*data-total="(\d+)"', dom)
-    # summary plot + 4 per weighting x 2 + 3 per model x 2
-    assert status and status.group(1) == status.group(2) == str(1 + 4 * 2 + 3 * 2)
+    # summary plot + 4 per weighting x 2 + 3 per model x 2 + r18's layer sweep
+    assert status and status.group(1) == status.group(2) == str(1 + 4 * 2 + 3 * 2 + 1)
 
 
 @pytest.mark.parametrize(
@@ -91,6 +102,10 @@ def test_outputs_and_report(workspace, tmp_path):
             {"diagnostics.retrieval_k": 4},
             {f"diagnostics_scores[{m},{w}]" for m in ("r18", "mnv3") for w in ("binary", "entropy")}
             | {"diagnostics_model_figures[binary]", "diagnostics_model_figures[entropy]"},
+        ),
+        (
+            {"models.r18.layers": [1, 2, "penultimate"]},
+            {"check_layers[r18]", "diagnostics_layers[r18]"},
         ),
         (
             {"diagnostics.comparison": {"alpha": 0.1}},

@@ -64,3 +64,29 @@ def check_model_spec(
         "layer": spec.layer,
         "transforms": transforms,
     }
+
+
+def check_layer_sweep(spec: Mapping[str, Any] | ModelSpec, layers: list, *, model_name: str) -> dict[str, Any]:
+    """Validate a model's ``layers:`` list on its shape-only network (nothing embedded or downloaded).
+
+    Returns
+    -------
+    dict
+        ``{model, entries, layers, relative_depth}``: each entry resolved to its layer name.
+
+    Raises
+    ------
+    ConfigError
+        Naming the model and the entry that is wrong (see
+        :func:`corrembed.models.layer_sweep.sweep_plan`).
+    """
+    from .models.layer_sweep import sweep_plan
+
+    spec = parse_model_spec(spec, model_name=model_name, check_files=False)
+    plan = sweep_plan(spec, layers)
+    return {
+        "model": spec.name,
+        "entries": list(plan.entries),
+        "layers": list(plan.layers),
+        "relative_depth": [round(d, 4) for d in plan.depth],
+    }

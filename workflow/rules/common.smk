@@ -23,6 +23,16 @@ EMBEDDING_KEYS = (
     "trust_remote_code",
 )
 
+# What an embedding job (embed, diagnostics_layers) asks a cluster for (sbatch --gpus/--gres,
+# --mem, -t, --cpus-per-gpu through the Slurm executor); None values are dropped. Partition and
+# account live in the profile.
+EMBED_RESOURCES = {
+    key: config["embed"]["resources"][key]
+    for key in ("gpu", "gpu_model", "gres", "mem_mb", "runtime", "cpus_per_gpu")
+}
+# Models with a layer sweep (`layers:`): they get results/diagnostics/models/{model}/layers.*.
+SWEPT_MODELS = [m for m in MODELS if config["models"][m].get("layers")]
+
 
 wildcard_constraints:
     model="|".join(re.escape(m) for m in MODELS),
@@ -82,6 +92,11 @@ def embedding_spec(wildcards):
     return canonical({key: spec[key] for key in EMBEDDING_KEYS if key in spec})
 
 
+def sweep_layers(wildcards):
+    """The model's layer sweep entries (config `layers:`)."""
+    return list(config["models"][wildcards.model]["layers"])
+
+
 def embedding_setting(key):
     """A model's own precision/decoder, else the run-wide embed default (both re-embed)."""
     return lambda wildcards: config["models"][wildcards.model].get(
@@ -132,6 +147,11 @@ def diagnostics_report_inputs(wildcards):
         "best_vs_worst.png",
     )
     return {
+        "layers": expand(
+            "results/diagnostics/models/{model}/layers.{ext}",
+            model=SWEPT_MODELS,
+            ext=("csv", "png"),
+        ),
         "summary": "results/summary.csv",
         "headline": "results/plots/corrembed_vs_imagenet.png",
         "model_figures": expand(

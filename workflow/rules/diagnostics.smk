@@ -86,6 +86,60 @@ rule diagnostics_scores:
         "../scripts/diagnostics_scores.py"
 
 
+# A layer sweep's entries are checked first and locally (shape-only network), like check_model.
+rule check_layers:
+    output:
+        "results/weights/{model}.layers.checked.json",
+    log:
+        "logs/weights/{model}.layers.check.log",
+    priority: 100
+    localrule: True
+    conda:
+        "../../envs/corrembed.yaml"
+    params:
+        spec=embedding_spec,
+        layers=sweep_layers,
+    script:
+        "../scripts/check_layers.py"
+
+
+# A model's layer sweep (its `layers:` list): every layer in one forward pass per batch, each
+# cached under the identity a plain run at that layer has; scored on the headline anchors.
+rule diagnostics_layers:
+    input:
+        images="results/catalogue/images.parquet",
+        weights="results/weights/{model}.json",
+        checked="results/weights/{model}.checked.json",
+        layers_checked="results/weights/{model}.layers.checked.json",
+        vectors=expand("results/tags/{weighting}/vectors.npz", weighting=WEIGHTINGS),
+        per_anchor=expand(
+            "results/scores/{{model}}/{weighting}.per_anchor.parquet",
+            weighting=WEIGHTINGS,
+        ),
+    output:
+        table="results/diagnostics/models/{model}/layers.csv",
+        plot="results/diagnostics/models/{model}/layers.png",
+    log:
+        "logs/diagnostics/{model}/layers.log",
+    benchmark:
+        "logs/diagnostics/{model}/layers.benchmark.tsv"
+    conda:
+        "../../envs/corrembed.yaml"
+    threads: config["embed"]["threads"]
+    resources:
+        **EMBED_RESOURCES,
+    params:
+        spec=embedding_spec,
+        layers=sweep_layers,
+        torch_home=config["torch_home"],
+        precision=embedding_setting("precision"),
+        decoder=embedding_setting("decoder"),
+        weightings=WEIGHTINGS,
+        scoring=canonical(config["scoring"]),
+    script:
+        "../scripts/diagnostics_layers.py"
+
+
 rule diagnostics_comparison:
     input:
         per_anchor=expand(

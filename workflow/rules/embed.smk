@@ -52,15 +52,8 @@ rule embed:
     conda:
         "../../envs/corrembed.yaml"
     threads: config["embed"]["threads"]
-    # What a cluster job asks for (sbatch --gpus/--gres, --mem, -t, --cpus-per-gpu through the
-    # Slurm executor); None values are dropped. Partition and account live in the profile.
     resources:
-        gpu=config["embed"]["resources"]["gpu"],
-        gpu_model=config["embed"]["resources"]["gpu_model"],
-        gres=config["embed"]["resources"]["gres"],
-        mem_mb=config["embed"]["resources"]["mem_mb"],
-        runtime=config["embed"]["resources"]["runtime"],
-        cpus_per_gpu=config["embed"]["resources"]["cpus_per_gpu"],
+        **EMBED_RESOURCES,
     params:
         spec=embedding_spec,
         torch_home=config["torch_home"],

@@ -310,3 +310,42 @@ def comparison_plot(path, ranking: pl.DataFrame, pairs: pl.DataFrame, *, dpi: in
     ax.set_ylabel("CorrEmbed (95 % interval)")
     ax.set_title("Models ranked; brackets join pairs that are not significantly different", fontsize=9)
     _save(fig, path)
+
+
+def layer_sweep_plot(path, table: pl.DataFrame, *, model: str, dpi: int = 100) -> None:
+    """One model's CorrEmbed (y, with its interval) against relative depth (x), one line per
+    weighting, each point labelled with its layer; the headline layer (the model's ``layer:``)
+    ringed.
+
+    ``table``: :data:`corrembed.diagnostics.layers.LAYER_COLUMNS` rows of one model.
+    """
+    colours = ("#0969da", "#bf3989", "#1a7f37", "#9a6700")
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=dpi)
+    for colour, (weighting,) in zip(colours, table.select("weighting").unique(maintain_order=True).iter_rows()):
+        rows = table.filter(pl.col("weighting") == weighting).sort("relative_depth")
+        x, y = rows["relative_depth"].to_numpy(), rows["corrembed"].to_numpy()
+        ax.errorbar(
+            x,
+            y,
+            yerr=[y - rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy() - y],
+            fmt="-o",
+            color=colour,
+            ecolor="#8c959f",
+            capsize=2,
+            markersize=4,
+            label=weighting,
+        )
+        headline = rows.filter(pl.col("headline"))
+        ax.scatter(
+            headline["relative_depth"], headline["corrembed"], s=140, facecolors="none", edgecolors=colour, lw=1.5
+        )
+        if colour == colours[0]:
+            for name, xi, yi in zip(rows["layer"].to_list(), x, y):
+                ax.annotate(name, (xi, yi), xytext=(3, 6), textcoords="offset points", fontsize=7, rotation=30)
+    ax.set_xlim(-0.02, 1.08)
+    ax.set_xlabel("relative depth (0 = input, 1 = output)")
+    ax.set_ylabel("CorrEmbed (95 % interval)")
+    ax.set_title(f"{model}: which layer agrees most with the tags? (ringed: the headline layer)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(title="weighting", fontsize=8)
+    _save(fig, path)

@@ -3,7 +3,8 @@
 Reads the files the diagnostics rules write (layout below, relative to ``root``) and writes one
 self-contained HTML page with :func:`corrembed.diagnostics.report.write_report`:
 
-- ``models/{model}/neighbours.png``, ``map.png``, ``collage.png``
+- ``models/{model}/neighbours.png``, ``map.png``, ``collage.png``; ``layers.csv``, ``layers.png``
+  for a model with a layer sweep
 - ``models/{model}/{weighting}.attributes.csv``, ``{weighting}.retrieval.csv``
 - ``comparison/{weighting}/ranking.csv``, ``pairs.csv``, ``ranking.png``, ``attributes.png``,
   ``corrembed_vs_ndcg.png``, ``best_vs_worst.png``
@@ -124,12 +125,47 @@ def _weighting_section(root: Path, weighting: str, models: list[str], is_headlin
     )
 
 
+def _layer_sweep(folder: Path, model: str) -> tuple[list[Table], list[Figure]]:
+    """The model's layer sweep table and plot, when it has one (config ``layers:``)."""
+    if not (folder / "layers.csv").exists():
+        return [], []
+    table = pl.read_csv(folder / "layers.csv").select(
+        "layer",
+        "entry",
+        "relative_depth",
+        "dim",
+        "weighting",
+        "corrembed",
+        "ci_low",
+        "ci_high",
+        "n_anchors",
+        "headline",
+    )
+    best = table.sort("corrembed", descending=True).row(0, named=True)
+    caption = (
+        f"CorrEmbed at each layer of the sweep (config layers:), on the headline anchors; best: {best['layer']} "
+        f"({best['weighting']}, {best['corrembed']:.3f}). headline marks the model's own layer (layer:), "
+        "whose row equals the score above."
+    )
+    figure = Figure(
+        folder / "layers.png",
+        f"{model}: which layer?",
+        "CorrEmbed of the embeddings taken at each listed layer (pooled over space), from the first blocks "
+        "(left) to the output (right); the ringed point is the layer the headline score uses. A peak before "
+        "the end means an earlier layer agrees more with the tags than the one used.",
+    )
+    return [Table(table, caption)], [figure]
+
+
 def _model_section(root: Path, model: str) -> Section:
     folder = root / "models" / model
+    sweep_tables, sweep_figures = _layer_sweep(folder, model)
     return Section(
         f"Model {model}",
         "",
+        tables=sweep_tables,
         figures=[
+            *sweep_figures,
             Figure(
                 folder / "neighbours.png",
                 f"{model}: nearest neighbours",
