@@ -24,7 +24,7 @@ CONTROLS = ("control_random", "control_shuffled_embeddings", "control_shuffled_t
 
 
 @pytest.fixture(scope="module")
-def real_summary(tmp_path_factory, fashion_dir, mobilenet_checkpoint):
+def real_run(tmp_path_factory, fashion_dir, mobilenet_checkpoint):
     directory = tmp_path_factory.mktemp("real_data")
     manifest = pl.read_csv(fashion_dir / "tags.csv", infer_schema_length=0)
     subset = manifest.sample(N_ITEMS, seed=7, shuffle=True)
@@ -38,10 +38,23 @@ def real_summary(tmp_path_factory, fashion_dir, mobilenet_checkpoint):
     keep = ("mobilenet_v2_coral", "mobilenet_v2_random", "efficientnet_lite0")
     config["models"] = {name: config["models"][name] for name in keep}
     config["models"]["efficientnet_lite0_random"] = {"source": "timm", "arch": "tf_efficientnet_lite0", "weights": None}
+    # One layer sweep keeps the test short (the example sweeps three models).
+    for name in ("mobilenet_v2_random", "efficientnet_lite0"):
+        config["models"][name].pop("layers", None)
     config["scoring"]["anchors"] = "all"
     write_config(directory, config)
     check(snakemake(directory, "--cores", "2"))
-    return pl.read_csv(directory / "results" / "summary.csv")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def real_summary(real_run):
+    return pl.read_csv(real_run / "results" / "summary.csv")
+
+
+@pytest.fixture(scope="module")
+def real_layer_sweep(real_run):
+    return pl.read_csv(real_run / "results" / "diagnostics" / "models" / "mobilenet_v2_coral" / "layers.csv")
 
 
 def test_pretrained_beats_random_init_beats_controls(real_summary):
@@ -82,3 +95,19 @@ def test_every_real_item_was_scored(real_summary):
     assert real_summary["n_items"].unique().to_list() == [N_ITEMS]
     assert real_summary["n_anchors"].unique().to_list() == [N_ITEMS]
     assert real_summary["n_rejected"].unique().to_list() == [0]
+
+
+def test_layer_sweep_on_real_data(real_summary, real_layer_sweep):
+    sweep = real_layer_sweep.filter(pl.col("weighting") == "binary")
+    print("\nreal-data layer sweep (mobilenet_v2_coral, binary):")
+    print(sweep.select("layer", "relative_depth", "dim", "corrembed", "ci_low", "ci_high"))
+    assert sweep["relative_depth"].is_sorted() and sweep.height == 9
+    # The headline layer's row is the headline score (same embeddings, items, anchors).
+    headline = real_summary.filter((pl.col("model") == "mobilenet_v2_coral") & (pl.col("weighting") == "binary"))
+    row = sweep.filter(pl.col("headline")).row(0, named=True)
+    assert row["layer"] == "penultimate"
+    assert row["corrembed"] == pytest.approx(headline["corrembed"][0], abs=1e-6)
+    # Early blocks see edges and colour, not product type: a pretrained network's first blocks
+    # agree far less with the tags than its last ones.
+    scores = dict(zip(sweep["layer"], sweep["corrembed"]))
+    assert scores["features.2"] < scores["penultimate"] - 0.1

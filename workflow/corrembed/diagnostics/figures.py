@@ -340,12 +340,25 @@ def layer_sweep_plot(path, table: pl.DataFrame, *, model: str, dpi: int = 100) -
             headline["relative_depth"], headline["corrembed"], s=140, facecolors="none", edgecolors=colour, lw=1.5
         )
         if colour == colours[0]:
+            # Layers close in depth (a block and the pooled head) get labels stacked downwards.
+            stack, previous = 0, -1.0
             for name, xi, yi in zip(rows["layer"].to_list(), x, y):
-                ax.annotate(name, (xi, yi), xytext=(3, 6), textcoords="offset points", fontsize=7, rotation=30)
-    ax.set_xlim(-0.02, 1.08)
+                stack = stack + 1 if xi - previous < 0.06 else 0
+                previous = xi
+                ax.annotate(
+                    name,
+                    (xi, yi),
+                    xytext=(6, -10 - 10 * stack if stack else 6),
+                    textcoords="offset points",
+                    fontsize=7,
+                    arrowprops={"arrowstyle": "-", "color": "#d0d7de", "lw": 0.6} if stack else None,
+                )
+    low, high = ax.get_ylim()
+    ax.set_ylim(low - 0.12 * (high - low), high + 0.08 * (high - low))
+    ax.set_xlim(-0.02, 1.18)
     ax.set_xlabel("relative depth (0 = input, 1 = output)")
     ax.set_ylabel("CorrEmbed (95 % interval)")
-    ax.set_title(f"{model}: which layer agrees most with the tags? (ringed: the headline layer)", fontsize=10)
+    ax.set_title(f"{model}: CorrEmbed layer by layer (ringed: the headline layer)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(title="weighting", fontsize=8)
     _save(fig, path)
