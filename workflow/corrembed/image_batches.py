@@ -12,7 +12,8 @@ the rest runs batched on the device:
 Decoders (part of the embedding identity, since they give slightly different pixels):
 
 - ``pil``: :func:`corrembed.images.load_rgb` (ingest's decoder), Pillow resize. The transform
-  is then exactly the weights' ``transforms()``.
+  is then exactly the weights' ``transforms()`` (the resize resamples only the pixels the centre
+  crop keeps where that gives the same pixels: :mod:`corrembed.crop_resize`).
 - ``pil-reduced``: the ``pil`` path, but a JPEG is decoded by libjpeg at the smallest DCT scale
   (1/2, 1/4, 1/8) that leaves its shorter side at least the model's resize target
   (:func:`corrembed.images.read_image` with ``reduce_to``, the decode ingest's default check uses
@@ -47,6 +48,7 @@ from torchvision.io import ImageReadMode
 from torchvision.io import decode_jpeg as _torchvision_decode_jpeg
 from torchvision.transforms import InterpolationMode
 
+from .crop_resize import resize_center_crop
 from .errors import CorrEmbedError
 from .images import ImageReadError, load_rgb
 
@@ -96,9 +98,9 @@ class Preprocess:
         return [self.resize_size, self.resize_size] if self.squash else [self.resize_size]
 
     def pil_pixels(self, image: Image.Image) -> torch.Tensor:
-        """RGB PIL image -> resized, centre-cropped uint8 (3, crop, crop) (Pillow resize)."""
-        image = F.resize(image, self.resize_to, interpolation=self.interpolation, antialias=self.antialias)
-        return F.pil_to_tensor(F.center_crop(image, [self.crop_size]))
+        """RGB PIL image -> resized, centre-cropped uint8 (3, crop, crop) (Pillow resize; only the
+        kept pixels are resampled where that gives the same pixels, see :mod:`.crop_resize`)."""
+        return F.pil_to_tensor(resize_center_crop(image, self.resize_to, self.crop_size, self.interpolation))
 
     def tensor_pixels(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 (3, H, W) tensor (any device) -> resized, centre-cropped uint8 (3, crop, crop)."""
