@@ -18,9 +18,11 @@ same images upscaled to 800 x 1000 (JPEG quality 90) in a temporary folder, like
 Decoders (``--decoders``, comma-separated): each case runs once per decoder, so ``--decoders
 pil,pil-reduced`` compares the full decode with the reduced-scale JPEG decode in one invocation;
 the table then gives each decoder's decode-only and end-to-end speed-up over the first decoder of
-the same model and image set. The machine's load average (1 minute) is printed before and after:
-other processes on a shared machine slow every measurement, which is why the figures that matter
-are ratios measured in the same invocation.
+the same model and image set. ``NAME:full-resize`` runs a decoder with the crop-aware resize
+(``corrembed.crop_resize``) switched off, the baseline that change is measured against (``--decoders
+pil:full-resize,pil,pil-reduced:full-resize,pil-reduced``). The machine's load average (1 minute)
+is printed before and after: other processes on a shared machine slow every measurement, which is
+why the figures that matter are ratios measured in the same invocation.
 
 Then the incremental case: a 3,000-image catalogue (the whole real set) embedded once, then
 re-run after adding 1 % (30) new images (the upscaled copies of 30 other real photos).
@@ -88,7 +90,10 @@ def run_case(
     decoder: str = "pil",
 ) -> dict:
     """One (model, image set) case in this process; prints nothing, returns figures.
-    On CUDA the forward-only bound runs under the same autocast / memory format."""
+    On CUDA the forward-only bound runs under the same autocast / memory format.
+    decoder: a decoder name, or ``name:full-resize`` for the same decoder with the crop-aware
+    resize switched off (the Pillow path before ``corrembed.crop_resize``: same pixels, the whole
+    image resampled), as a baseline."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -96,6 +101,15 @@ def run_case(
     from corrembed.image_batches import ImageFileDataset, Preprocess, collate_images
     from corrembed.models import FeatureExtractor, build_model, build_transform
 
+    label = decoder
+    decoder, _, variant = decoder.partition(":")
+    if variant == "full-resize":
+        import corrembed.crop_resize
+
+        # DataLoader workers are forked from this process, so they inherit the switch.
+        corrembed.crop_resize.box_resize_agrees = lambda: False
+    elif variant:
+        raise SystemExit(f"unknown decoder variant {variant!r} in {label!r}; use NAME or NAME:full-resize")
     spec = {"arch": arch, "weights": None}
     paths = sorted(Path(image_dir).glob("*.jpg"))[:n_images]
     table = images_table(paths)
@@ -170,7 +184,7 @@ def run_case(
         "device_name": meta["device_name"],
         "precision": precision,
         "channels_last": channels_last,
-        "decoder": decoder,
+        "decoder": label,
         "cuda_peak_mib": (torch.cuda.max_memory_allocated(target) / 2**20) if target.type == "cuda" else None,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -236,7 +250,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--decoder", default="pil", choices=["pil", "pil-reduced", "torchvision"])
+    parser.add_argument("--decoder", default="pil", help="pil, pil-reduced, torchvision, or NAME:full-resize")
     parser.add_argument("--decoders", default=None, help="comma-separated decoders to compare (default: --decoder)")
     parser.add_argument("--image-sets", default="224x224,800x1000", help="comma-separated: 224x224, 800x1000")
     parser.add_argument("--case", nargs=2, help=argparse.SUPPRESS)  # internal: arch image_dir
