@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from corrembed.diagnostics import figures
@@ -172,3 +174,18 @@ def test_grid_pick_one_point_per_occupied_cell():
     cells = [(r, c) for r, c, _ in picks]
     assert len(cells) == len(set(cells)) == 3
     assert (1, 0, 1) in picks  # bottom-left cell: item 1 is nearest the cell centre (.25, .25)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-0.5, 1.5), min_size=1, max_size=15), st.floats(0.01, 0.06))
+def test_spread_apart_keeps_order_and_gap(positions, gap):
+    """Label positions of the CorrEmbed-vs-nDCG plot: ascending, at least ``gap`` apart, inside 0..1
+    where the labels fit, and untouched where they were already far enough apart."""
+    start = np.sort(np.asarray(positions))
+    out = figures.spread_apart(start, gap=gap)
+    assert np.all(np.diff(out) >= gap - 1e-12)
+    if (len(out) - 1) * gap <= 1:
+        assert out.min() >= -1e-12 and out.max() <= 1 + 1e-12
+    clipped = np.clip(start, 0, 1)
+    if np.all(np.diff(clipped) >= gap):
+        assert np.array_equal(out, clipped)

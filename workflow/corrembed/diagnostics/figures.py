@@ -254,6 +254,19 @@ def attribute_heatmap(path, table: pl.DataFrame, *, title: str = "", dpi: int = 
     _save(fig, path)
 
 
+def spread_apart(positions: np.ndarray, *, gap: float) -> np.ndarray:
+    """Ascending label positions (axes fractions, float64 (n,)) moved apart to at least ``gap``,
+    each as little as possible, kept within 0..1 where there is room."""
+    out = np.clip(np.asarray(positions, dtype=np.float64), 0.0, 1.0)
+    for i in range(1, out.size):
+        out[i] = max(out[i], out[i - 1] + gap)
+    if out.size and out[-1] > 1.0:
+        out[-1] = 1.0
+        for i in range(out.size - 2, -1, -1):
+            out[i] = min(out[i], out[i + 1] - gap)
+    return out
+
+
 def corrembed_vs_ndcg(path, table: pl.DataFrame, *, k: int = 10, dpi: int = 100) -> None:
     """Across models: CorrEmbed (x, with its interval) against nDCG@k (y, with its interval), labelled,
     with the Pearson and Spearman correlation across models when there are at least 3.
@@ -274,8 +287,22 @@ def corrembed_vs_ndcg(path, table: pl.DataFrame, *, k: int = 10, dpi: int = 100)
         ecolor="#8c959f",
         capsize=2,
     )
-    for name, xi, yi in zip(table["model"].to_list(), x, y):
-        ax.annotate(name, (xi, yi), xytext=(5, 4), textcoords="offset points", fontsize=8)
+    # Labels in a column right of the axes, in the points' vertical order and spread apart, each
+    # joined to its point: models with close scores would otherwise print over each other.
+    low, high = ax.get_ylim()
+    order = np.argsort(y, kind="stable")
+    heights = spread_apart((y[order] - low) / (high - low), gap=0.05)
+    names = table["model"].to_list()
+    for index, height in zip(order, heights):
+        ax.annotate(
+            names[index],
+            (x[index], y[index]),
+            xytext=(1.03, height),
+            textcoords="axes fraction",
+            fontsize=8,
+            va="center",
+            arrowprops={"arrowstyle": "-", "color": "#afb8c1", "lw": 0.6},
+        )
     note = ""
     if len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
         r, rho = stats.pearsonr(x, y)[0], stats.spearmanr(x, y)[0]
