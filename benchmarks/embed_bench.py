@@ -18,9 +18,10 @@ same images upscaled to 800 x 1000 (JPEG quality 90) in a temporary folder, like
 Decoders (``--decoders``, comma-separated): each case runs once per decoder, so ``--decoders
 pil,pil-reduced`` compares the full decode with the reduced-scale JPEG decode in one invocation;
 the table then gives each decoder's decode-only and end-to-end speed-up over the first decoder of
-the same model and image set. ``NAME:full-resize`` runs a decoder with the crop-aware resize
-(``corrembed.crop_resize``) switched off, the baseline that change is measured against (``--decoders
-pil:full-resize,pil,pil-reduced:full-resize,pil-reduced``). The machine's load average (1 minute)
+the same model and image set. ``NAME@REV`` runs decoder NAME with the library as it was at git
+revision REV (a temporary worktree of this repository, first on ``PYTHONPATH``): the baseline a
+change to the input pipeline is measured against, in the same invocation (``--decoders
+pil@HEAD~3,pil,pil-reduced@HEAD~3,pil-reduced``). The machine's load average (1 minute)
 is printed before and after: other processes on a shared machine slow every measurement, which is
 why the figures that matter are ratios measured in the same invocation.
 
@@ -37,6 +38,7 @@ Every timing is the best of ``--repeats`` (default 3). Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -61,6 +63,23 @@ def make_upscaled(paths: list[Path], folder: Path, size=(800, 1000)) -> list[Pat
             Image.open(path).convert("RGB").resize(size, Image.BICUBIC).save(target, quality=90)
         out.append(target)
     return out
+
+
+def worktree_at(revision: str, folder: Path) -> Path:
+    """A detached git worktree of this repository at ``revision`` under ``folder`` (made once;
+    :func:`remove_worktrees` takes it away), whose ``workflow/`` holds the library as it was then."""
+    path = folder / f"rev-{revision.replace('/', '_').replace('~', '-').replace('^', '-')}"
+    if not path.exists():
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "add", "--quiet", "--detach", str(path), revision], check=True
+        )
+    return path
+
+
+def remove_worktrees(folder: Path) -> None:
+    """Remove the worktrees :func:`worktree_at` made under ``folder``."""
+    for path in folder.glob("rev-*"):
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)], check=False)
 
 
 def images_table(paths):
@@ -90,10 +109,7 @@ def run_case(
     decoder: str = "pil",
 ) -> dict:
     """One (model, image set) case in this process; prints nothing, returns figures.
-    On CUDA the forward-only bound runs under the same autocast / memory format.
-    decoder: a decoder name, or ``name:full-resize`` for the same decoder with the crop-aware
-    resize switched off (the Pillow path before ``corrembed.crop_resize``: same pixels, the whole
-    image resampled), as a baseline."""
+    On CUDA the forward-only bound runs under the same autocast / memory format."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -101,15 +117,6 @@ def run_case(
     from corrembed.image_batches import ImageFileDataset, Preprocess, collate_images
     from corrembed.models import FeatureExtractor, build_model, build_transform
 
-    label = decoder
-    decoder, _, variant = decoder.partition(":")
-    if variant == "full-resize":
-        import corrembed.crop_resize
-
-        # DataLoader workers are forked from this process, so they inherit the switch.
-        corrembed.crop_resize.box_resize_agrees = lambda: False
-    elif variant:
-        raise SystemExit(f"unknown decoder variant {variant!r} in {label!r}; use NAME or NAME:full-resize")
     spec = {"arch": arch, "weights": None}
     paths = sorted(Path(image_dir).glob("*.jpg"))[:n_images]
     table = images_table(paths)
@@ -146,8 +153,11 @@ def run_case(
             collate_fn=collate_images,
             prefetch_factor=4 if workers else None,
         )
+        # Steady state: timed from the first batch on (the worker's start-up happens once per job).
+        batches = iter(loader)
+        next(batches)
         started = time.perf_counter()
-        count = sum(batch["size"] for batch in loader)
+        count = sum(batch["size"] for batch in batches)
         decode.append(count / (time.perf_counter() - started))
 
         with tempfile.TemporaryDirectory() as work:
@@ -184,7 +194,7 @@ def run_case(
         "device_name": meta["device_name"],
         "precision": precision,
         "channels_last": channels_last,
-        "decoder": label,
+        "decoder": decoder,
         "cuda_peak_mib": (torch.cuda.max_memory_allocated(target) / 2**20) if target.type == "cuda" else None,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -250,7 +260,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--decoder", default="pil", help="pil, pil-reduced, torchvision, or NAME:full-resize")
+    parser.add_argument("--decoder", default="pil", choices=["pil", "pil-reduced", "torchvision"])
     parser.add_argument("--decoders", default=None, help="comma-separated decoders to compare (default: --decoder)")
     parser.add_argument("--image-sets", default="224x224,800x1000", help="comma-separated: 224x224, 800x1000")
     parser.add_argument("--case", nargs=2, help=argparse.SUPPRESS)  # internal: arch image_dir
@@ -276,14 +286,20 @@ def main() -> None:
     rows = []
     decoders = (args.decoders or args.decoder).split(",")
     load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="embed-bench-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="embed-bench-"))
+        stack.callback(remove_worktrees, Path(tmp))  # runs first: before the folder goes
         paths = sorted(FASHION.glob("*.jpg"))[: args.images]
         large = make_upscaled(paths, Path(tmp) / "800x1000")
         image_sets = {"224x224": FASHION, "800x1000": large[0].parent}
         for arch in args.archs.split(","):
             for set_name in args.image_sets.split(","):
                 image_dir = image_sets[set_name]
-                for decoder in decoders:
+                for label in decoders:
+                    decoder, _, revision = label.partition("@")
+                    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+                    if revision:
+                        env["PYTHONPATH"] = str(worktree_at(revision, Path(tmp)) / "workflow")
                     command = [
                         sys.executable,
                         __file__,
@@ -312,9 +328,10 @@ def main() -> None:
                             check=True,
                             capture_output=True,
                             text=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                            env=env,
                         ).stdout
                     )
+                    row["decoder"] = label
                     row["images"] = set_name
                     row["ratio"] = row["end_to_end_ips"] / row["forward_ips"]
                     base = next(r for r in rows + [row] if r["arch"] == arch and r["images"] == set_name)

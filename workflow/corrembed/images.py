@@ -140,8 +140,11 @@ def read_image(
             source_mode = image.mode
             orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
             transposed = orientation not in (None, 1)
-            rgb = to_rgb(ImageOps.exif_transpose(image) if transposed else image)
-            upright = (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)
+            upright = ImageOps.exif_transpose(image) if transposed else image
+            # An RGB decode is used as it is: leaving the block does not free a loaded image, and
+            # a copy of a full-size photo costs as much as half its decode.
+            rgb = upright if upright.mode == "RGB" else to_rgb(upright)
+            full_size = (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)
     except ImageReadError:
         raise
     except Image.UnidentifiedImageError:
@@ -167,7 +170,7 @@ def read_image(
         source_mode=source_mode,
         n_frames=n_frames,
         exif_transposed=transposed,
-        size=upright,
+        size=full_size,
         scale=scale,
     )
 
