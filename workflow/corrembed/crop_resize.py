@@ -93,19 +93,31 @@ def resize_center_crop(
     image: a PIL image (any mode ``F.resize`` accepts); resize_to: ``[shorter side]`` or
     ``[height, width]``; crop: side of the square centre crop. Returns a ``crop x crop`` image.
     """
-    plan = _box_plan(image.size, tuple(int(s) for s in resize_to), int(crop), _pil_filter(interpolation))
+    resample = _pil_filter(interpolation)
+    plan = _box_plan(image.size, tuple(int(s) for s in resize_to), int(crop), resample)
     if plan is None or image.mode not in ("RGB", "L") or not box_resize_agrees():
-        resized = F.resize(image, list(resize_to), interpolation=interpolation)
-        return F.center_crop(resized, [crop])
-    out, box, left, top = plan
-    resampled = image.resize(out, _pil_filter(interpolation), box=box)
-    if (left, top) == (0, 0) and out == (crop, crop):
-        return resampled
-    return resampled.crop((left, top, left + crop, top + crop))
+        return _resize_then_crop(image, resize_to, crop, interpolation)
+    return _boxed(image, plan, resample, crop)
 
 
 def _pil_filter(interpolation: InterpolationMode) -> int:
     return F.pil_modes_mapping[interpolation]
+
+
+def _resize_then_crop(
+    image: Image.Image, resize_to: Sequence[int], crop: int, interpolation: InterpolationMode
+) -> Image.Image:
+    """The reference: torchvision's resize of the whole image, then its centre crop."""
+    return F.center_crop(F.resize(image, list(resize_to), interpolation=interpolation), [crop])
+
+
+def _boxed(image: Image.Image, plan: tuple, resample: int, crop: int) -> Image.Image:
+    """The box call of a :func:`_box_plan`, then the integer crop of the axes it resampled in full."""
+    out, box, left, top = plan
+    resampled = image.resize(out, resample, box=box)
+    if (left, top) == (0, 0) and out == (crop, crop):
+        return resampled
+    return resampled.crop((left, top, left + crop, top + crop))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -156,12 +168,12 @@ def box_resize_agrees() -> bool:
     checked = 0
     for size, resize_to, crop, interpolation in cases:
         image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
-        plan = _box_plan(size, tuple(resize_to), crop, _pil_filter(interpolation))
+        resample = _pil_filter(interpolation)
+        plan = _box_plan(size, tuple(resize_to), crop, resample)
         if plan is None:
             continue
-        out, box, left, top = plan
-        boxed = image.resize(out, _pil_filter(interpolation), box=box).crop((left, top, left + crop, top + crop))
-        reference = F.center_crop(F.resize(image, resize_to, interpolation=interpolation), [crop])
+        boxed = _boxed(image, plan, resample, crop)
+        reference = _resize_then_crop(image, resize_to, crop, interpolation)
         if not np.array_equal(np.asarray(boxed), np.asarray(reference)):
             return False
         checked += 1

@@ -107,9 +107,8 @@ def _weighting_section(root: Path, weighting: str, models: list[str], is_headlin
                 "Top: CorrEmbed computed with one tag category alone (e.g. only colour): high means the "
                 "model's similarities follow that category (where each item has one value of it, as in a wide "
                 "manifest, this is the same under every weighting: two items' similarity is then 1 or 0 "
-                "whatever the weights). Bottom: how much the "
-                "score drops when that category is left out of the tag vectors (negative: the category "
-                "disagrees with the model).",
+                "whatever the weights). Bottom: how much the score drops when that category is left out "
+                "of the tag vectors (negative: the category disagrees with the model).",
             ),
             Figure(
                 comp / "corrembed_vs_ndcg.png",
