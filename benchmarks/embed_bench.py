@@ -85,7 +85,7 @@ def remove_worktrees(folder: Path) -> None:
 def images_table(paths):
     import polars as pl
 
-    from corrembed.embedding_cache import file_sha256
+    from corrembed.storage import file_sha256
 
     return pl.DataFrame(
         {

@@ -50,7 +50,7 @@ import torchvision
 from torch.utils.data import DataLoader
 
 from . import __version__
-from .embedding_cache import EmbeddingCache, embedding_identity, file_sha256
+from .embedding_cache import EmbeddingCache, embedding_identity
 from .embedding_store import EmbeddingShardWriter, embedding_schema, shard_name
 from .errors import ConfigError, CorrEmbedError
 from .image_batches import (
@@ -64,7 +64,7 @@ from .image_batches import (
 from .models import ModelSpec, build_extractor, build_model, parse_model_spec, preprocessing
 from .records import EmbeddingMeta
 from .shards import shard_bounds, shard_id
-from .storage import write_json
+from .storage import file_sha256, write_json
 
 META_NAME = "meta.json"
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

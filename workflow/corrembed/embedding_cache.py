@@ -47,15 +47,6 @@ SEGMENT_GLOB = "seg-*.parquet"
 SEGMENT_ROW_GROUP = 256
 
 
-def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes (what ingest stores in images.parquet's ``sha256``)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weights_identity(spec: ModelSpec) -> dict[str, Any]:
     """What identifies the weights' values (the source's :meth:`~corrembed.models.ModelSource.weights_identity`).
 

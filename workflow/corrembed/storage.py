@@ -1,4 +1,4 @@
-"""Atomic file writing.
+"""Atomic file writing, and the one file hash every stage uses.
 
 Snakemake trusts any output file that exists after a job. Writing to a temporary file in the
 same directory and renaming it over the target (atomic on POSIX) means an interrupted job
@@ -8,12 +8,34 @@ leaves either the previous file or nothing, never a half-written one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in ``chunk_size`` blocks.
+
+    What ingest stores in ``images.parquet``'s ``sha256``, what identifies a checkpoint, and what
+    the weights step checks a download against.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "empty.bin"
+    >>> _ = path.write_bytes(b"")
+    >>> file_sha256(path)[:12]
+    'e3b0c44298fc'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ from torch.hub import HASH_REGEX
 from .errors import WeightsUnavailableError
 from .models import ModelSpec, parse_model_spec, source_of, torchvision_cache_file, weights_unavailable_message
 from .models.checkpoints import path_sha256
-from .storage import atomic_path
+from .storage import atomic_path, file_sha256
 
 _CHUNK = 1 << 20
 
@@ -141,15 +141,6 @@ def expected_hash_prefix(file_name: str) -> str | None:
     """The sha256 prefix torch.hub encodes in a weights file name (``resnet50-11ad3fa6.pth``)."""
     match = HASH_REGEX.search(file_name)
     return match.group(1) if match and match.group(1) else None
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def download_file(

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, WeightsUnavailableError
+from ..storage import file_sha256
 from .accuracy_tables import timm_accuracy
 from .checkpoints import state_dict_mismatch
 from .features import FunctionExtractor
@@ -291,8 +292,6 @@ class TimmSource:
     def weights_identity(self, spec: ModelSpec) -> dict[str, Any]:
         """pretrained: ``name.tag`` and the hub id; checkpoint: content sha256; random: seed + torch.
         Always the timm version (its layer code defines the numerics)."""
-        from ..embedding_cache import file_sha256
-
         timm = _timm()
         weights = spec.weights
         if weights.kind == "pretrained":

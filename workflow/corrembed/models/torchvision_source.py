@@ -31,6 +31,7 @@ from torch import nn
 from torchvision.models import WeightsEnum, get_model, get_model_weights, list_models
 
 from ..errors import ConfigError, WeightsUnavailableError
+from ..storage import file_sha256
 from .checkpoints import load_checkpoint_state_dict, load_state_dict_checked
 from .features import FeatureExtractor
 from .preprocess import Preprocessing, imagenet_default, single_size
@@ -283,8 +284,6 @@ class TorchvisionSource:
         """The enum and its file (whose name carries a hash prefix), a checkpoint's content hash
         (not its path: a moved file stays cached), or the random-init seed with the library
         versions that define the initialisation. Frozen: these dicts are in existing cache keys."""
-        from ..embedding_cache import file_sha256
-
         weights = spec.weights
         if weights.kind == "torchvision":
             return {"kind": "torchvision", "enum": weights.resolved, "file": os.path.basename(weights.enum.url)}
