@@ -114,7 +114,7 @@ def run_case(
     from torch.utils.data import DataLoader
 
     from corrembed.embed import PRECISIONS, embed_images, resolve_device
-    from corrembed.image_batches import ImageFileDataset, Preprocess, collate_images
+    from corrembed.images.batches import ImageFileDataset, Preprocess, collate_images
     from corrembed.models import FeatureExtractor, build_model, build_transform
 
     spec = {"arch": arch, "weights": None}

@@ -2,13 +2,13 @@
 
 1. **Image checks** on product-size photos: ``--images`` real photos of
    ``../shared/data/fashion-product-224`` upscaled to 800 x 1000 (JPEG quality 90, made once in
-   ``--work`` or a temporary folder), checked by :func:`corrembed.image_checks.check_images` with
+   ``--work`` or a temporary folder), checked by :func:`corrembed.ingest.image_checks.check_images` with
    ``--threads`` threads, ``image_check: reduced`` (the default: JPEG decoded at 1/8 scale) and
    ``full`` (full decode), interleaved, best of ``--repeats``; then the whole
    :func:`corrembed.ingest.ingest_catalogue` on a manifest of those photos, both ways.
 2. **Manifest reader**: a synthetic wide manifest of ``--manifest-rows`` rows (items with three
    tag columns, one of them multi-valued, image paths in 3,000 files of one folder) read and parsed
-   (:func:`corrembed.manifest.read_manifest` + :func:`~corrembed.manifest.parse_manifest`: path
+   (:func:`corrembed.ingest.manifest.read_manifest` + :func:`~corrembed.ingest.manifest.parse_manifest`: path
    resolution, values, per-item entries) in a subprocess: seconds and peak RSS above the
    interpreter with the libraries imported.
 
@@ -58,7 +58,7 @@ def check_speed(paths: list[Path], threads: int, repeats: int) -> dict[str, floa
     """Images/s of check_images, reduced and full, interleaved, best of ``repeats``; also the CPU
     time per image (``{mode}_cpu_ms``, process time over all threads), which other processes on a
     shared machine do not inflate the way they inflate wall time."""
-    from corrembed.image_checks import check_images
+    from corrembed.ingest.image_checks import check_images
 
     best = {"reduced": 0.0, "full": 0.0}
     cpu_ms = {"reduced": float("inf"), "full": float("inf")}
@@ -103,8 +103,8 @@ def manifest_case(rows: int, work: Path) -> dict:
     """Read and parse a ``rows``-row manifest in this process; seconds and peak RSS (MiB)."""
     import polars  # noqa: F401 -- imported before the baseline RSS is taken
 
-    from corrembed.ingest_options import IngestOptions
-    from corrembed.manifest import parse_manifest, read_manifest
+    from corrembed.ingest.manifest import parse_manifest, read_manifest
+    from corrembed.ingest.options import IngestOptions
 
     path = work / f"manifest-{rows}.csv"
     if not path.exists():

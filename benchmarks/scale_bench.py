@@ -119,7 +119,7 @@ def synthetic_tag_vectors(n: int, slots: int, rng: np.random.Generator):
 
 def write_synthetic_embeddings(path: Path, item_ids, images, tag_matrix, dim: int, seed: int, chunk: int = 65536):
     """Embeddings partly driven by the tags, written chunk by chunk in the workflow's format."""
-    from corrembed.embedding_store import EmbeddingShardWriter
+    from corrembed.embed.store import EmbeddingShardWriter
 
     rng = np.random.default_rng(seed)
     mixing = rng.standard_normal((tag_matrix.shape[1], dim)).astype(np.float32)
@@ -159,7 +159,7 @@ def _reset_peak_rss() -> None:
 
 def _read_catalogue(images_path, tags_path):
     try:
-        from corrembed.catalogue import read_catalogue
+        from corrembed.ingest.catalogue import read_catalogue
     except ImportError:  # older layout
         from corrembed.ingest import read_catalogue
     return read_catalogue(images_path, tags_path)
@@ -241,10 +241,10 @@ def score_stage(shard: Path, vectors_path: Path, out: Path) -> dict:
     sys.path.insert(0, str(REPO / "benchmarks"))
     from score_bench import workflow_default_options
 
-    from corrembed.embedding_store import read_embeddings
-    from corrembed.item_embeddings import usable_item_embeddings
+    from corrembed.embed.items import usable_item_embeddings
+    from corrembed.embed.store import read_embeddings
     from corrembed.score import score_report
-    from corrembed.score_files import write_score
+    from corrembed.score.files import write_score
     from corrembed.tags import load_tag_vectors
 
     vectors = load_tag_vectors(vectors_path)

@@ -19,7 +19,7 @@ import torch
 import torchvision
 
 from conftest import MOBILENET_CHECKPOINT, require_shared
-from corrembed.embedding_cache import embedding_identity, identity_key
+from corrembed.embed.cache import embedding_identity, identity_key
 from corrembed.models import build_transform, parse_model_spec
 
 SPECS = {

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from corrembed.crop_resize import (
+from corrembed.images.batches import Preprocess, read_pil_pixels
+from corrembed.images.crop_resize import (
     _box_plan,
     box_resize_agrees,
     exact_box,
@@ -22,8 +23,7 @@ from corrembed.crop_resize import (
     resized_size,
     vertical_first,
 )
-from corrembed.image_batches import Preprocess, read_pil_pixels
-from corrembed.images import load_rgb
+from corrembed.images.decode import load_rgb
 from corrembed.models import build_transform
 
 MODES = [InterpolationMode.BILINEAR, InterpolationMode.BICUBIC, InterpolationMode.LANCZOS]

@@ -17,17 +17,17 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from corrembed.embed import embed_images
-from corrembed.embedding_cache import EmbeddingCache
-from corrembed.embedding_store import read_embeddings
-from corrembed.image_batches import ImageFileDataset, Preprocess, collate_images, failed_images, read_pil_pixels
-from corrembed.image_checks import check_image
-from corrembed.images import ImageReadError, jpeg_scale, read_image
+from corrembed.embed.cache import EmbeddingCache
+from corrembed.embed.items import usable_item_embeddings
+from corrembed.embed.store import read_embeddings
+from corrembed.images.batches import ImageFileDataset, Preprocess, collate_images, failed_images, read_pil_pixels
+from corrembed.images.decode import ImageReadError, jpeg_scale, read_image
 from corrembed.ingest import ingest_catalogue
-from corrembed.item_embeddings import usable_item_embeddings
+from corrembed.ingest.image_checks import check_image
 from corrembed.models import build_transform
 from corrembed.records import EmbeddingMeta
 from corrembed.storage import file_sha256
-from corrembed.summary import summary_table
+from corrembed.summary.table import summary_table
 
 SPEC = {"arch": "resnet18", "weights": None}
 

@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from corrembed.demo import COLOURS, PATTERNS, SHAPES, TAG_COLUMNS, make_demo_catalogue
 from corrembed.ingest import IngestOptions, ingest_catalogue
+from corrembed.ingest.demo import COLOURS, PATTERNS, SHAPES, TAG_COLUMNS, make_demo_catalogue
 
 SMALL = dict(n_items=200, n_users=80, seed=3, image_size=64)
 

@@ -20,7 +20,7 @@ from PIL import Image
 from torchvision.models import resnet18
 
 from corrembed.embed import embed_images, progress_line, resolve_device
-from corrembed.embedding_store import read_embeddings, read_meta
+from corrembed.embed.store import read_embeddings, read_meta
 from corrembed.errors import ConfigError, CorrEmbedError
 from corrembed.models import build_model, build_transform
 
@@ -269,7 +269,7 @@ def test_cuda_matches_cpu(jpeg_images, random_r18_run, tmp_path):
 
 
 def test_split_preprocessing_equals_the_weights_transform_bit_for_bit(jpeg_images):
-    from corrembed.image_batches import Preprocess, collate_images, read_pil_pixels
+    from corrembed.images.batches import Preprocess, collate_images, read_pil_pixels
 
     transform, _ = build_transform({"arch": "resnet18", "weights": None})
     preprocess = Preprocess.from_transform(transform)
@@ -284,7 +284,7 @@ def test_split_preprocessing_equals_the_weights_transform_bit_for_bit(jpeg_image
 def test_exif_orientation_on_tensors_matches_pillow(orientation):
     from PIL import ImageOps
 
-    from corrembed.image_batches import apply_exif_orientation
+    from corrembed.images.batches import apply_exif_orientation
 
     pixels = np.random.default_rng(orientation).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     image = Image.fromarray(pixels)
@@ -297,7 +297,7 @@ def test_exif_orientation_on_tensors_matches_pillow(orientation):
 
 
 def test_torchvision_decoder_close_to_pil_and_falls_back(jpeg_images, tmp_path):
-    from corrembed.image_batches import ImageFileDataset, Preprocess, jpeg_orientation
+    from corrembed.images.batches import ImageFileDataset, Preprocess, jpeg_orientation
 
     png = tmp_path / "not_jpeg.png"
     Image.open(jpeg_images["image"][0]).save(png)

@@ -16,10 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from corrembed import embed as embed_module
+from corrembed.embed import core as embed_module
 from corrembed.embed import embed_images
-from corrembed.embedding_cache import EmbeddingCache, embedding_identity, identity_key
-from corrembed.embedding_store import read_embeddings
+from corrembed.embed.cache import EmbeddingCache, embedding_identity, identity_key
+from corrembed.embed.store import read_embeddings
 from corrembed.models import build_transform, parse_model_spec
 from corrembed.storage import file_sha256
 from test_embed_shards import ForwardCounter

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from corrembed.embed import embed_images
-from corrembed.embedding_store import read_embeddings
+from corrembed.embed.store import read_embeddings
 from corrembed.score import corrembed
 from corrembed.tags import tag_vectors
 

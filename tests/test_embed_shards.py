@@ -17,9 +17,9 @@ from PIL import Image
 
 from corrembed import models
 from corrembed.embed import RunSettings, embed_images, embed_shard, merge_embedding_shards, shard_meta_path
-from corrembed.embedding_cache import EmbeddingCache
+from corrembed.embed.cache import EmbeddingCache
+from corrembed.embed.shards import SHARD_GRANULE, parse_shard_id, shard_bounds, shard_id
 from corrembed.errors import CorrEmbedError
-from corrembed.shards import SHARD_GRANULE, parse_shard_id, shard_bounds, shard_id
 
 #: The real forward, captured before any test patches it (counters must not stack).
 REAL_FORWARD = models.FeatureExtractor.forward

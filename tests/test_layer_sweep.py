@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from corrembed.embed import RunSettings, embed_images
+from corrembed.embed.layer_sweep import embed_layer_sweep
 from corrembed.errors import ConfigError
-from corrembed.layer_embeddings import embed_layer_sweep
 from corrembed.models import build_extractor, build_model, parse_model_spec
 from corrembed.models.layer_sweep import build_layer_sweep, sweep_plan, trunk_blocks
 from corrembed.models.torchvision_source import shape_only_model
@@ -98,7 +98,7 @@ def test_sources_without_sweeps_say_so():
 
 
 def test_one_pass_cached_per_layer_as_plain_runs(real_images, tmp_path, monkeypatch):
-    import corrembed.layer_embeddings as module
+    import corrembed.embed.layer_sweep as module
 
     calls = []
     built = module.build_model

@@ -22,18 +22,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from corrembed.embed import ImageFileDataset
-from corrembed.embedding_store import Embeddings
+from corrembed.embed.items import usable_item_embeddings
+from corrembed.embed.store import Embeddings
 from corrembed.errors import ConfigError, CorrEmbedError, ManifestError, ScoringError
-from corrembed.image_batches import Preprocess
-from corrembed.images import ImageReadError, load_rgb, read_image
+from corrembed.images.batches import ImageFileDataset, Preprocess
+from corrembed.images.decode import ImageReadError, load_rgb, read_image
 from corrembed.ingest import (
     IngestOptions,
     check_image,
     ingest_catalogue,
     read_interactions,
 )
-from corrembed.item_embeddings import usable_item_embeddings
 from corrembed.model_check import check_model_spec
 from corrembed.models import build_transform
 from corrembed.tags import catalogue_weights, category_table, interaction_weights, user_counts

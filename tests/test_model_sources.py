@@ -23,7 +23,7 @@ from PIL import Image
 
 from conftest import SHARED, require_shared
 from corrembed.embed import embed_images
-from corrembed.embedding_cache import embedding_identity, identity_key
+from corrembed.embed.cache import embedding_identity, identity_key
 from corrembed.errors import ConfigError, WeightsUnavailableError
 from corrembed.model_check import check_model_spec
 from corrembed.models import (
@@ -416,7 +416,7 @@ def test_weights_step_offline_stops_within_seconds_naming_the_model(spec, what, 
 def test_plot_fits_supervised_points_only_and_marks_zero_shot(tmp_path):
     from scipy import stats
 
-    from corrembed.plots import plot_corrembed_vs_imagenet
+    from corrembed.summary.plots import plot_corrembed_vs_imagenet
 
     rows = [
         ("a", 70.0, 0.20, "supervised"),

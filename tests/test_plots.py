@@ -13,7 +13,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corrembed.plots import _overlap, _place_labels, _point_candidates, plot_corrembed_vs_imagenet
+from corrembed.summary.plots import _overlap, _place_labels, _point_candidates, plot_corrembed_vs_imagenet
 
 # The paper's reference values (SPEC.md), as a crowded, realistic figure.
 PAPER = [

@@ -16,7 +16,7 @@ from corrembed.errors import CorrEmbedError
 from corrembed.ingest import ingest_catalogue
 from corrembed.records import CatalogueReport, EmbeddingMeta, RecordVersionError, ScoreRecord
 from corrembed.score import score_report
-from corrembed.summary import SUMMARY_COLUMNS, read_metas, read_scores, summary_table
+from corrembed.summary.table import SUMMARY_COLUMNS, read_metas, read_scores, summary_table
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from corrembed import score
 from corrembed.errors import ScoringError
 from corrembed.records import ScoreRecord
 from corrembed.score import backends, pearson, prepare, threads
-from corrembed.score_files import write_score
+from corrembed.score.files import write_score
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from corrembed.embedding_store import read_embeddings
+from corrembed.embed.store import read_embeddings
 from workflow_runner import REPO, SNAKEMAKE, check, demo_config, random_model, snakemake, write_config
 
 pytestmark = pytest.mark.slow

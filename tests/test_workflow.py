@@ -12,7 +12,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from corrembed.summary import SUMMARY_COLUMNS
+from corrembed.summary.table import SUMMARY_COLUMNS
 from workflow_runner import check, demo_config, random_model, snakemake, write_config
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,7 @@ Tags (:mod:`corrembed.tags`)
     :func:`category_table`, :func:`tag_vectors`, :class:`TagVectors`, :func:`load_tag_vectors`
 Catalogue (:mod:`corrembed.ingest`)
     :func:`ingest_catalogue`, :class:`IngestOptions`, :func:`read_catalogue`
-Models and embeddings (:mod:`corrembed.models`, :mod:`corrembed.embed`, :mod:`corrembed.embedding_store`)
+Models and embeddings (:mod:`corrembed.models`, :mod:`corrembed.embed`, :mod:`corrembed.embed.store`)
     :class:`ModelSpec`, :func:`parse_model_spec`, :func:`embed_images`, :func:`read_embeddings`,
     :func:`item_embeddings`
 Stage records (:mod:`corrembed.records`)
@@ -77,8 +77,8 @@ _EXPORTS = {
     **dict.fromkeys(["ingest_catalogue", "IngestOptions", "read_catalogue"], "corrembed.ingest"),
     **dict.fromkeys(["ModelSpec", "parse_model_spec"], "corrembed.models"),
     "embed_images": "corrembed.embed",
-    "read_embeddings": "corrembed.embedding_store",
-    "item_embeddings": "corrembed.item_embeddings",
+    "read_embeddings": "corrembed.embed.store",
+    "item_embeddings": "corrembed.embed.items",
     **dict.fromkeys(["CatalogueReport", "EmbeddingMeta", "ScoreRecord"], "corrembed.records"),
     **dict.fromkeys(
         ["top_k_neighbours", "retrieval_scores", "attribute_scores", "compare_models", "embedding_map"],

@@ -301,7 +301,7 @@ class EmbeddingMeta(_Record):
         identity, identity_key, cache: the embedding identity (what makes two embeddings of an
             image interchangeable), its key and the cache folder.
         precision: fp32/bf16/fp16; decoder: the image decoder (see
-            :mod:`corrembed.image_batches`); device, device_name; dtype of the stored values.
+            :mod:`corrembed.images.batches`); device, device_name; dtype of the stored values.
         n_images, n_embedded, n_from_cache: rows written, images embedded by this run, rows
             served from the cache; shards: number of shards merged.
         seconds, setup_seconds, images_per_second: embedding time (over embedded images).

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the corrembed library
 
-from corrembed.demo import make_demo_catalogue
+from corrembed.ingest.demo import make_demo_catalogue
 from corrembed.joblog import job_logging
 
 with job_logging(snakemake.log[0], "demo_catalogue") as log:

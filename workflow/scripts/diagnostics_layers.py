@@ -11,8 +11,8 @@ import polars as pl
 from corrembed.diagnostics.figures import layer_sweep_plot
 from corrembed.diagnostics.layers import layer_scores
 from corrembed.embed import run_settings
+from corrembed.embed.layer_sweep import embed_layer_sweep
 from corrembed.joblog import job_logging
-from corrembed.layer_embeddings import embed_layer_sweep
 from corrembed.models import parse_model_spec
 from corrembed.storage import write_table
 from corrembed.tags import load_tag_vectors

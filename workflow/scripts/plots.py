@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the corrembed libra
 import polars as pl
 
 from corrembed.joblog import job_logging
-from corrembed.plots import plot_corrembed_vs_imagenet
+from corrembed.summary.plots import plot_corrembed_vs_imagenet
 
 with job_logging(snakemake.log[0], "plots"):
     summary = pl.read_csv(snakemake.input[0])

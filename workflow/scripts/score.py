@@ -11,11 +11,11 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the corrembed libra
 
 import pyarrow
 
-from corrembed.embedding_store import read_embeddings
-from corrembed.item_embeddings import usable_item_embeddings
+from corrembed.embed.items import usable_item_embeddings
+from corrembed.embed.store import read_embeddings
 from corrembed.joblog import job_logging
 from corrembed.score import ScoreOptions, score_report
-from corrembed.score_files import write_score
+from corrembed.score.files import write_score
 from corrembed.storage import write_table
 from corrembed.tags import load_tag_vectors
 

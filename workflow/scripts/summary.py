@@ -12,7 +12,7 @@ from corrembed.joblog import job_logging
 from corrembed.models import imagenet_acc1_kind, imagenet_metadata, parse_model_spec
 from corrembed.records import CatalogueReport
 from corrembed.storage import write_table
-from corrembed.summary import read_metas, read_scores, summary_table, weight_source
+from corrembed.summary.table import read_metas, read_scores, summary_table, weight_source
 
 with job_logging(snakemake.log[0], "summary") as log:
     metas = read_metas(snakemake.input.metas)

@@ -2,7 +2,7 @@
 
 Every function draws one figure from plain arrays and tables and writes it atomically to ``path``
 (the format follows the suffix: .png or .svg). Thumbnails are decoded with the same function the
-embed stage uses (:func:`corrembed.images.load_rgb`); an unreadable image shows as a grey tile.
+embed stage uses (:func:`corrembed.images.decode.load_rgb`); an unreadable image shows as a grey tile.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _save(fig, path) -> None:
 @lru_cache(maxsize=4096)
 def thumbnail(path: str, size: int = 96) -> np.ndarray:
     """(size, size, 3) uint8: the image fitted into a white square; grey when it cannot be read."""
-    from ..images import load_rgb
+    from ..images.decode import load_rgb
 
     try:
         image = load_rgb(path)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ..embedding_store import read_embeddings
+from ..embed.items import usable_item_embeddings
+from ..embed.store import read_embeddings
 from ..errors import ConfigError, ScoringError
-from ..item_embeddings import usable_item_embeddings
 from ..tags import TagVectors, load_tag_vectors
 from .neighbours import Neighbours
 

@@ -1,7 +1,7 @@
 """Layer sweep scores: CorrEmbed at each layer of a model, on the headline score's anchors.
 
 Each layer's embeddings go through what the score stage does to the headline layer's
-(:func:`corrembed.item_embeddings.usable_item_embeddings`, then :func:`corrembed.score.corrembed`
+(:func:`corrembed.embed.items.usable_item_embeddings`, then :func:`corrembed.score.corrembed`
 with the scoring options), on the anchors the headline score used (its ``per_anchor`` table, by
 item id), with the bootstrap interval of the score stage (same resamples, confidence and seed).
 The sweep entry of the headline layer therefore reproduces the headline CorrEmbed exactly.
@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from ..embedding_store import Embeddings
-from ..item_embeddings import usable_item_embeddings
+from ..embed.items import usable_item_embeddings
+from ..embed.store import Embeddings
 from ..score import ScoreOptions, bootstrap_interval, corrembed
 from ..tags import TagVectors
 

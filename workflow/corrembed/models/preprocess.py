@@ -7,7 +7,7 @@ processors), so a source describes its preprocessing as one :class:`Preprocessin
 - :meth:`Preprocessing.transform` is the per-image reference (PIL image or uint8 tensor ->
   float32 (3, crop, crop)), built from public ``torchvision.transforms.functional`` calls in the
   same order as torchvision's and timm's own transforms, so equal to them bit for bit;
-- the embed stage splits the same record in two (:class:`corrembed.image_batches.Preprocess`):
+- the embed stage splits the same record in two (:class:`corrembed.images.batches.Preprocess`):
   uint8 resize/crop in the DataLoader workers, scale + normalise batched on the device;
 - :meth:`Preprocessing.describe` is the plain dict written to ``meta.json``, and
   :meth:`Preprocessing.identity` the part of it that is in the embedding cache identity.
@@ -117,7 +117,7 @@ class ReferenceTransform(torch.nn.Module):
     which timm's and open_clip's eval transforms also compute (their ``ToTensor`` divides by 255
     the same way). The attributes mirror ``ImageClassification``'s public ones (``resize_size``
     and ``crop_size`` as one-element lists, ``interpolation`` an ``InterpolationMode``), which is
-    what :meth:`corrembed.image_batches.Preprocess.from_transform` reads.
+    what :meth:`corrembed.images.batches.Preprocess.from_transform` reads.
     """
 
     def __init__(self, preprocessing: Preprocessing):

@@ -24,7 +24,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .embed import (
+from ..errors import CorrEmbedError
+from ..images.batches import Preprocess
+from ..models import ModelSpec, build_model, preprocessing
+from ..models.layer_sweep import SweepPlan, build_layer_sweep, sweep_plan
+from .cache import EmbeddingCache, embedding_identity
+from .core import (
     RunSettings,
     _check_images_table,
     _device_string,
@@ -36,12 +41,7 @@ from .embed import (
     content_hashes,
     resolve_device,
 )
-from .embedding_cache import EmbeddingCache, embedding_identity
-from .embedding_store import Embeddings
-from .errors import CorrEmbedError
-from .image_batches import Preprocess
-from .models import ModelSpec, build_model, preprocessing
-from .models.layer_sweep import SweepPlan, build_layer_sweep, sweep_plan
+from .store import Embeddings
 
 
 @dataclass
@@ -55,7 +55,7 @@ class LayerSweepEmbeddings:
     item_ids, images : (n,) object arrays of str
         The images' rows, in the table's order.
     caches : dict
-        Layer -> its :class:`~corrembed.embedding_cache.EmbeddingCache`.
+        Layer -> its :class:`~corrembed.embed.cache.EmbeddingCache`.
     meta : dict
         What was embedded: counts, seconds, device, identity key per layer, images set aside.
     """

@@ -16,8 +16,8 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from .embedding_store import Embeddings
-from .errors import ScoringError
+from ..errors import ScoringError
+from .store import Embeddings
 
 ITEM_EMBEDDING_MODES = ("first", "mean")
 

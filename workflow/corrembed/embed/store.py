@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .storage import atomic_path
+from ..storage import atomic_path
 
 SHARD_GLOB = "part-*.parquet"
 

@@ -14,7 +14,7 @@ import polars as pl
 from matplotlib.transforms import Bbox
 from scipy import stats
 
-from .storage import atomic_path
+from ..storage import atomic_path
 
 CONTROL_COLUMNS = ("control_random", "control_shuffled_embeddings", "control_shuffled_tags")
 

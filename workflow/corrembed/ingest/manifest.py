@@ -20,8 +20,8 @@ from pathlib import Path
 
 import polars as pl
 
-from .errors import ManifestError
-from .ingest_options import IngestOptions, template_fields
+from ..errors import ManifestError
+from .options import IngestOptions, template_fields
 
 SUPPORTED_MANIFEST_SUFFIXES = (".csv", ".parquet")
 

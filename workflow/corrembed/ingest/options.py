@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
-from .images import DEFAULT_MAX_PIXELS
+from ..errors import ConfigError
+from ..images.decode import DEFAULT_MAX_PIXELS
 
 FORMATS = ("wide", "long")
 ON_UNREADABLE = ("reject", "fail")
@@ -59,7 +59,7 @@ class IngestOptions:
         image_check: ``"reduced"`` (default: header, size, and a JPEG decoded at 1/8 scale, which
             still entropy-decodes the whole stream and so catches truncated or corrupt data;
             other formats decoded in full) or ``"full"`` (every image decoded at full size, as
-            the ``pil`` decoder of the embed stage does). See :mod:`corrembed.image_checks`.
+            the ``pil`` decoder of the embed stage does). See :mod:`corrembed.ingest.image_checks`.
     """
 
     format: str = "wide"

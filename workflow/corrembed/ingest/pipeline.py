@@ -11,7 +11,7 @@ Image paths come from an image column (several images in one cell split on ``ima
 or from a template such as ``"images/{id}.jpg"`` whose placeholders name manifest columns.
 Relative paths are resolved against the manifest's folder; absolute paths are kept.
 
-Every listed image is read and fully decoded once, with :func:`corrembed.images.read_image`
+Every listed image is read and fully decoded once, with :func:`corrembed.images.decode.read_image`
 (the decoder the embed stage uses too; a thread pool: Pillow releases the GIL while decoding).
 Unusable images (missing, empty, truncated, not an image, over ``max_image_pixels``, shorter side
 under ``min_image_side``) are set aside in ``rejects.csv`` and the run goes on
@@ -57,15 +57,15 @@ Outputs (the catalogue format shared by all later stages):
   missing, not_a_file, unreadable_file, empty_file, not_an_image, corrupt_image, too_large,
   too_small, duplicate_image, repeated_listing, no_usable_image, no_image_listed, no_tags.
 
-:class:`~corrembed.records.CatalogueReport` (``report.json`` in the workflow; also importable
-here as ``IngestReport``) counts all of it and lists the value-level findings: case/whitespace
-variants, multi-valued cells per category, single-value and one-value-per-item categories.
+:class:`~corrembed.records.CatalogueReport` (``report.json`` in the workflow) counts all of it
+and lists the value-level findings: case/whitespace variants, multi-valued cells per category,
+single-value and one-value-per-item categories.
 
 This module is the pipeline's front, :func:`ingest_catalogue`, a sequence of named steps; each
-step's logic lives in its own module: :mod:`~corrembed.ingest_options` (the options),
-:mod:`~corrembed.manifest` (reading and parsing the manifest), :mod:`~corrembed.image_checks`
-(checking images), :mod:`~corrembed.value_findings` (value variants, telling categories) and
-:mod:`~corrembed.catalogue` (the output tables and their readers).
+step's logic lives in its own module of :mod:`corrembed.ingest`: :mod:`.options` (the options),
+:mod:`.manifest` (reading and parsing the manifest), :mod:`.image_checks` (checking images),
+:mod:`.value_findings` (value variants, telling categories) and :mod:`.catalogue` (the output
+tables and their readers).
 """
 
 from __future__ import annotations
@@ -80,68 +80,29 @@ from typing import Any
 
 import polars as pl
 
+from ..errors import ManifestError
+from ..records import CatalogueReport
+from ..storage import write_table
 from .catalogue import (
-    CATALOGUE_IMAGE_COLUMNS,
     IMAGES_SCHEMA,
     KEPT,
     REJECTS_SCHEMA,
     SET_ASIDE,
     TAGS_SCHEMA,
-    Interactions,
-    read_catalogue,
-    read_interactions,
 )
-from .errors import ManifestError
-from .image_checks import ImageCheck, check_image, check_images
-from .ingest_options import (
-    DUPLICATE_IMAGES,
-    FORMATS,
-    MIN_ITEMS,
-    ON_UNREADABLE,
-    VALUE_NORMALIZATIONS,
-    IngestOptions,
-)
+from .image_checks import ImageCheck, check_images
 from .manifest import (
-    SUPPORTED_MANIFEST_SUFFIXES,
     ImageListing,
     ItemEntry,
     ParsedManifest,
     parse_manifest,
     read_manifest,
-    read_table_as_strings,
 )
-from .records import CatalogueReport
-from .storage import write_table
+from .options import (
+    MIN_ITEMS,
+    IngestOptions,
+)
 from .value_findings import CategoryFindings, category_findings, value_variants
-
-#: The ingest report's type under its historical name.
-IngestReport = CatalogueReport
-
-__all__ = [
-    "CATALOGUE_IMAGE_COLUMNS",
-    "DUPLICATE_IMAGES",
-    "FORMATS",
-    "IMAGES_SCHEMA",
-    "KEPT",
-    "MIN_ITEMS",
-    "ON_UNREADABLE",
-    "REJECTS_SCHEMA",
-    "SET_ASIDE",
-    "SUPPORTED_MANIFEST_SUFFIXES",
-    "TAGS_SCHEMA",
-    "VALUE_NORMALIZATIONS",
-    "CatalogueReport",
-    "ImageCheck",
-    "IngestOptions",
-    "IngestReport",
-    "Interactions",
-    "check_image",
-    "check_images",
-    "ingest_catalogue",
-    "read_catalogue",
-    "read_interactions",
-    "read_table_as_strings",
-]
 
 # How many examples a report list keeps (value variants, ...).
 _REPORT_EXAMPLES = 20

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import polars as pl
 
-from .errors import ManifestError
+from ..errors import ManifestError
 from .manifest import read_table_as_strings, require_columns
 
 # rejects.csv actions

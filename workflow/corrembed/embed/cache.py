@@ -34,10 +34,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import CorrEmbedError
-from .models import ModelSpec, source_of
-from .models.preprocess import IDENTITY_FIELDS
-from .storage import atomic_path, write_json
+from ..errors import CorrEmbedError
+from ..models import ModelSpec, source_of
+from ..models.preprocess import IDENTITY_FIELDS
+from ..storage import atomic_path, write_json
 
 #: Bumped when the meaning of cached vectors changes (e.g. a different pooling rule).
 CACHE_FORMAT = "corrembed-embedding-cache/1"

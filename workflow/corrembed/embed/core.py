@@ -3,22 +3,22 @@
 A model's embeddings are made in three steps (each a function here, each a Snakemake job):
 
 1. :func:`embed_shard` (N jobs, config ``embed.shards``): shard ``k`` of ``N`` takes its
-   contiguous range of catalogue rows (:func:`corrembed.shards.shard_bounds`), looks every image
+   contiguous range of catalogue rows (:func:`corrembed.embed.shards.shard_bounds`), looks every image
    up by content hash (images.parquet's ``sha256``) in the embedding cache
-   (:mod:`corrembed.embedding_cache`), embeds only the images not there (streaming finished
+   (:mod:`corrembed.embed.cache`), embeds only the images not there (streaming finished
    batches into cache segments, so memory stays bounded and a killed job keeps its finished
    segments), then writes ``shard-{k}-of-{N}.parquet`` (rows in catalogue order, read back from
    the cache) and ``shard-{k}-of-{N}.json``.
 2. :func:`merge_embedding_shards` (one cheap job): checks the shards cover the catalogue, in
    order, with one embedding identity, and streams them into ``part-00000.parquet`` plus
-   ``meta.json`` (the format of :mod:`corrembed.embedding_store`).
+   ``meta.json`` (the format of :mod:`corrembed.embed.store`).
 3. :func:`embed_images` does both in one call (library use and tests).
 
 Every output is written atomically and a shard's ``.json`` is removed before its Parquet file
 is replaced (``meta.json`` likewise), so a ``.json`` on disk always describes a complete file.
 
 Speed: DataLoader workers decode and resize (uint8, pinned on CUDA, non-blocking copies); the
-batch is converted and normalised on the device (:mod:`corrembed.image_batches`); on CUDA the
+batch is converted and normalised on the device (:mod:`corrembed.images.batches`); on CUDA the
 forward pass can run under bf16/fp16 autocast (``precision``, part of the identity), with
 ``channels_last`` and ``torch.compile`` (run settings), and the next batch is queued before the
 previous one's features are copied back.
@@ -49,11 +49,9 @@ import torch
 import torchvision
 from torch.utils.data import DataLoader
 
-from . import __version__
-from .embedding_cache import EmbeddingCache, embedding_identity
-from .embedding_store import EmbeddingShardWriter, embedding_schema, shard_name
-from .errors import ConfigError, CorrEmbedError
-from .image_batches import (
+from .. import __version__
+from ..errors import ConfigError, CorrEmbedError
+from ..images.batches import (
     DECODERS,
     ImageFileDataset,
     Preprocess,
@@ -61,10 +59,12 @@ from .image_batches import (
     collate_images,
     failed_images,
 )
-from .models import ModelSpec, build_extractor, build_model, parse_model_spec, preprocessing
-from .records import EmbeddingMeta
+from ..models import ModelSpec, build_extractor, build_model, parse_model_spec, preprocessing
+from ..records import EmbeddingMeta
+from ..storage import file_sha256, write_json
+from .cache import EmbeddingCache, embedding_identity
 from .shards import shard_bounds, shard_id
-from .storage import file_sha256, write_json
+from .store import EmbeddingShardWriter, embedding_schema, shard_name
 
 META_NAME = "meta.json"
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -337,7 +337,7 @@ def embed_shard(
     cache_dir: root of the embedding cache; images whose content is cached under this
         model's identity are not embedded again, new embeddings are added to it.
     precision: ``fp32``, ``bf16`` or ``fp16`` (autocast of the forward pass; stored float32);
-        decoder: ``pil`` or ``torchvision`` (see :mod:`corrembed.image_batches`).
+        decoder: ``pil`` or ``torchvision`` (see :mod:`corrembed.images.batches`).
 
     Writes ``shard_path`` (item_id, image, embedding fixed_size_list<float32>[dim]: the shard's
     rows in catalogue order) and then :func:`shard_meta_path` (JSON: shard, rows, identity,

@@ -39,7 +39,7 @@ import numpy as np
 import polars as pl
 from PIL import Image, ImageDraw, ImageOps
 
-from .storage import atomic_path, write_table
+from ..storage import atomic_path, write_table
 
 JPEG_QUALITY = 90
 SUPERSAMPLE = 2  # draw at 2x and downscale: smooth edges without antialiasing support in ImageDraw

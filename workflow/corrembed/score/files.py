@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .score import ScoreReport
+from .results import ScoreReport
 
 
 def write_score(
@@ -38,8 +38,8 @@ def write_score(
     """
     import polars as pl
 
-    from .records import ScoreRecord
-    from .storage import write_table
+    from ..records import ScoreRecord
+    from ..storage import write_table
 
     ids = np.asarray(item_ids, dtype=str)
     table = report.per_anchor_table().with_columns(item_id=pl.Series(ids[report.anchors], dtype=pl.String))

@@ -1,9 +1,9 @@
 """Checking catalogue images: can each file be used, and what is it (size, bytes hash, mode)?
 
 :func:`check_image` reads a file, hashes its bytes and decodes it with
-:func:`corrembed.images.read_image`, the embed stage's decoder; :func:`check_images` checks many
+:func:`corrembed.images.decode.read_image`, the embed stage's decoder; :func:`check_images` checks many
 files on a thread pool (Pillow releases the GIL while decoding). A bad file never raises: the
-failure is the check's ``reason`` and ``kind`` (the keywords of :mod:`corrembed.images`, plus
+failure is the check's ``reason`` and ``kind`` (the keywords of :mod:`corrembed.images.decode`, plus
 ``too_small``).
 
 Two depths (``catalogue.image_check``):
@@ -16,7 +16,7 @@ Two depths (``catalogue.image_check``):
 - ``full``: every image decoded at full size (what the ``pil`` embed decoder does).
 
 Either way an image that fails only later, in the embed stage, is set aside there with the same
-``kind`` (:mod:`corrembed.image_batches`), never stopping the job.
+``kind`` (:mod:`corrembed.images.batches`), never stopping the job.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .images import DEFAULT_MAX_PIXELS, ImageReadError, read_image
+from ..images.decode import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 
 TOO_SMALL = "too_small"
 
@@ -41,7 +41,7 @@ class ImageCheck:
 
     ``reason`` is None for a usable image (then width, height, sha256, mode are set; width and
     height are those of the upright image, EXIF orientation applied); ``kind`` is the reason's
-    keyword (see :mod:`corrembed.images`).
+    keyword (see :mod:`corrembed.images.decode`).
     """
 
     path: str
@@ -58,7 +58,7 @@ class ImageCheck:
 def check_image(
     path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, min_side: int = 1, full: bool = False
 ) -> ImageCheck:
-    """Read ``path``, hash its bytes and decode it to RGB with :func:`corrembed.images.read_image`
+    """Read ``path``, hash its bytes and decode it to RGB with :func:`corrembed.images.decode.read_image`
     (the embed stage's decoder): a JPEG at 1/8 scale, or every image in full with ``full``.
     Width and height are the upright image's full size either way.
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .records import CatalogueReport, EmbeddingMeta, ScoreRecord
+from ..records import CatalogueReport, EmbeddingMeta, ScoreRecord
 
 SUMMARY_COLUMNS = (
     "model",

@@ -11,12 +11,12 @@ the rest runs batched on the device:
 
 Decoders (part of the embedding identity, since they give slightly different pixels):
 
-- ``pil``: :func:`corrembed.images.load_rgb` (ingest's decoder), Pillow resize. The transform
+- ``pil``: :func:`corrembed.images.decode.load_rgb` (ingest's decoder), Pillow resize. The transform
   is then exactly the weights' ``transforms()`` (the resize resamples only the pixels the centre
-  crop keeps where that gives the same pixels: :mod:`corrembed.crop_resize`).
+  crop keeps where that gives the same pixels: :mod:`corrembed.images.crop_resize`).
 - ``pil-reduced``: the ``pil`` path, but a JPEG is decoded by libjpeg at the smallest DCT scale
   (1/2, 1/4, 1/8) that leaves its shorter side at least the model's resize target
-  (:func:`corrembed.images.read_image` with ``reduce_to``, the decode ingest's default check uses
+  (:func:`corrembed.images.decode.read_image` with ``reduce_to``, the decode ingest's default check uses
   too), then resized as in ``pil``. An 800 x 1000 photo for a 256-pixel resize decodes at 1/2
   scale: 3-5x less CPU per image; pixels differ slightly from a full decode (a different
   embedding identity). Other formats and small JPEGs take the ``pil`` path unchanged.
@@ -27,7 +27,7 @@ Decoders (part of the embedding identity, since they give slightly different pix
 
 An image that cannot be decoded here (ingest's default check decodes JPEGs at reduced scale only,
 and a file may change after ingest) never stops the job: its dataset item is ``("failed", zeros,
-(kind, reason))`` with the :mod:`corrembed.images` keywords, :func:`failed_images` lists the
+(kind, reason))`` with the :mod:`corrembed.images.decode` keywords, :func:`failed_images` lists the
 batch's failures, and the embed stage gives it no embedding (NaN in the shard, nothing cached;
 the score stage excludes it and the summary counts it).
 """
@@ -48,9 +48,9 @@ from torchvision.io import ImageReadMode
 from torchvision.io import decode_jpeg as _torchvision_decode_jpeg
 from torchvision.transforms import InterpolationMode
 
+from ..errors import CorrEmbedError
 from .crop_resize import resize_center_crop
-from .errors import CorrEmbedError
-from .images import ImageReadError, load_rgb
+from .decode import ImageReadError, load_rgb
 
 DECODERS = ("pil", "pil-reduced", "torchvision")
 #: The kind of a dataset item whose file could not be decoded.
