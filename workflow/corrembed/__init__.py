@@ -18,7 +18,7 @@ Tags (:mod:`corrembed.tags`)
     :func:`category_table`, :func:`tag_vectors`, :class:`TagVectors`, :func:`load_tag_vectors`
 Catalogue (:mod:`corrembed.ingest`)
     :func:`ingest_catalogue`, :class:`IngestOptions`, :func:`read_catalogue`
-Models and embeddings (:mod:`corrembed.models`, :mod:`corrembed.embed`, :mod:`corrembed.embed.store`)
+Models and embeddings (:mod:`corrembed.models`, :mod:`corrembed.embed`)
     :class:`ModelSpec`, :func:`parse_model_spec`, :func:`embed_images`, :func:`read_embeddings`,
     :func:`item_embeddings`
 Stage records (:mod:`corrembed.records`)
@@ -29,12 +29,10 @@ Diagnostics (:mod:`corrembed.diagnostics`)
 Errors
     :class:`CorrEmbedError` (every error a user can hit derives from it)
 
-Where the rest lives, one module per concept: ``demo`` (the generated demo catalogue),
-``manifest``/``catalogue``/``image_checks``/``value_findings`` (ingest's steps), ``images`` and
-``image_batches`` (decoding and the embed input pipeline), ``weights`` and ``model_check`` (the
-weights cache and spec checks), ``embedding_cache`` and ``shards`` (incremental, sharded embedding),
-``item_embeddings`` (image -> item rows), ``summary`` and ``plots`` (the results table and figures),
-``storage`` (atomic writes), ``joblog`` (job logs).
+The packages follow the pipeline's stages: ``ingest``, ``images``, ``models``, ``embed``,
+``score``, ``summary``, ``diagnostics``; each package's docstring says what it holds. At the top
+sit only the shared base: ``errors``, ``storage`` (atomic writes, file hashes), ``records`` (the
+stage hand-over records), ``joblog`` (job logs) and ``tags`` (tag vectors).
 
 Examples
 --------
@@ -76,9 +74,7 @@ _EXPORTS = {
     **dict.fromkeys(["category_table", "tag_vectors", "TagVectors", "load_tag_vectors"], "corrembed.tags"),
     **dict.fromkeys(["ingest_catalogue", "IngestOptions", "read_catalogue"], "corrembed.ingest"),
     **dict.fromkeys(["ModelSpec", "parse_model_spec"], "corrembed.models"),
-    "embed_images": "corrembed.embed",
-    "read_embeddings": "corrembed.embed.store",
-    "item_embeddings": "corrembed.embed.items",
+    **dict.fromkeys(["embed_images", "read_embeddings", "item_embeddings"], "corrembed.embed"),
     **dict.fromkeys(["CatalogueReport", "EmbeddingMeta", "ScoreRecord"], "corrembed.records"),
     **dict.fromkeys(
         ["top_k_neighbours", "retrieval_scores", "attribute_scores", "compare_models", "embedding_map"],
