@@ -16,8 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from corrembed.embed import core as embed_module
 from corrembed.embed import embed_images
+from corrembed.embed import forward as embed_module
 from corrembed.embed.cache import EmbeddingCache, embedding_identity, identity_key
 from corrembed.embed.store import read_embeddings
 from corrembed.models import build_transform, parse_model_spec

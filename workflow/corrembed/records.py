@@ -1,6 +1,8 @@
 """Typed records of what the workflow stages hand each other, written and read through one type each.
 
 - :class:`CatalogueReport`: ``results/catalogue/report.json``, written by ingest;
+- :class:`ShardMeta`: ``results/embeddings/{model}/shards/shard-{k}-of-{N}.json``, written by
+  an embed job, read by the merge;
 - :class:`EmbeddingMeta`: ``results/embeddings/{model}/meta.json``, written by the embed stage;
 - :class:`ScoreRecord`: ``results/scores/{model}/{weighting}.json``, written by the score stage.
 
@@ -369,6 +371,101 @@ class EmbeddingMeta(_Record):
     def resolved_weights(self) -> str | None:
         """The weights actually loaded (None: random init)."""
         return (self.weights or {}).get("resolved")
+
+
+#: Marks a :class:`ShardMeta` field that every shard of a model shares and the merge copies
+#: from shard 0 into :class:`EmbeddingMeta` (the others are per-shard counts and timings).
+_COMMON = {"common": True}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardMeta(_Record):
+    """What one embed job wrote about its shard (``shard-{k}-of-{N}.json`` beside its Parquet file).
+
+    Attributes
+    ----------
+    model, source, arch, weights, layer, transforms
+        The model, as in :class:`EmbeddingMeta`.
+    dim : int or None
+        Embedding dimension (None for an empty shard of an empty cache).
+    identity, identity_key, cache
+        The embedding identity, its key and the cache folder.
+    shard : dict
+        ``{index, count, start, stop}``: which shard, and its catalogue rows.
+    n_images, n_embedded, n_from_cache : int
+        Rows written, images embedded by this job, rows served from the cache.
+    precision, decoder, device, device_name, dtype : str
+        As in :class:`EmbeddingMeta`.
+    seconds, setup_seconds, images_per_second, images_set_aside, peak_memory
+        This job's timings, the images it could not decode and its peak memory.
+    versions, batch_size, num_workers, channels_last, compile, torch_num_threads
+        Library versions and run settings.
+    log_every, segment_rows, segment_seconds
+        Run settings of this job only (not copied into the merged meta).
+    slurm_job_id : str or None
+        The cluster job that made it (None outside Slurm).
+    schema_version, extra
+        See :class:`_Record`.
+
+    Notes
+    -----
+    Fields whose metadata says ``common`` (:meth:`common_fields`) are the same for every shard
+    of a model; the merge copies them from shard 0 and sums or collects the rest.
+
+    Examples
+    --------
+    >>> meta = ShardMeta(model="r18", arch="resnet18", weights={}, layer="penultimate",
+    ...                  shard={"index": 0, "count": 1, "start": 0, "stop": 3})
+    >>> ShardMeta.from_dict(meta.to_dict()) == meta
+    True
+    >>> ShardMeta.common_fields()[:3]
+    ['model', 'source', 'arch']
+    """
+
+    WHAT: ClassVar[str] = "embedding shard metadata"
+    STAGE: ClassVar[str] = "the embed jobs for this model"
+
+    model: str = field(metadata=_COMMON)
+    source: str | None = field(default=None, metadata=_COMMON)
+    arch: str = field(metadata=_COMMON)
+    weights: dict[str, Any] = field(metadata=_COMMON)
+    layer: str = field(metadata=_COMMON)
+    transforms: dict[str, Any] | None = field(default=None, metadata=_COMMON)
+    dim: int | None = None
+    identity: dict[str, Any] | None = field(default=None, metadata=_COMMON)
+    identity_key: str | None = field(default=None, metadata=_COMMON)
+    cache: str | None = field(default=None, metadata=_COMMON)
+    shard: dict[str, int]
+    n_images: int = 0
+    n_embedded: int = 0
+    n_from_cache: int = 0
+    precision: str = field(default="fp32", metadata=_COMMON)
+    decoder: str = field(default="pil", metadata=_COMMON)
+    device: str | None = field(default=None, metadata=_COMMON)
+    device_name: str | None = field(default=None, metadata=_COMMON)
+    dtype: str | None = field(default=None, metadata=_COMMON)
+    seconds: float = 0.0
+    setup_seconds: float = 0.0
+    images_per_second: float | None = None
+    images_set_aside: list[dict[str, Any]] = field(default_factory=list)
+    peak_memory: dict[str, int | None] = field(default_factory=dict)
+    versions: dict[str, str] | None = field(default=None, metadata=_COMMON)
+    batch_size: int | None = field(default=None, metadata=_COMMON)
+    num_workers: int | None = field(default=None, metadata=_COMMON)
+    channels_last: bool = field(default=False, metadata=_COMMON)
+    compile: bool = field(default=False, metadata=_COMMON)
+    log_every: int | None = None
+    segment_rows: int | None = None
+    segment_seconds: float | None = None
+    torch_num_threads: int | None = field(default=None, metadata=_COMMON)
+    slurm_job_id: str | None = None
+    schema_version: int = _Record.SCHEMA_VERSION
+    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def common_fields(cls) -> list[str]:
+        """The fields every shard of a model shares, in declaration order."""
+        return [f.name for f in dataclasses.fields(cls) if f.metadata.get("common")]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,7 +1,13 @@
 """The embed stage: images -> embeddings, sharded, resumable and incremental (needs torch).
 
-- :mod:`.core` the run settings and device, the forward loop, the shard job, the merge and
-  :func:`embed_images` (all in one call);
+- :mod:`.settings` run settings, the device, precision and decoder checks, progress lines;
+- :mod:`.forward` the forward loop (DataLoader -> device -> caches) and its cache sink;
+- :mod:`.job` the embed-job skeleton a shard job and a layer sweep share (:class:`EmbedJob`);
+- :mod:`.shard` one shard job (:func:`embed_shard`) and its :class:`~corrembed.records.ShardMeta`;
+- :mod:`.merge` the shards -> ``part-00000.parquet`` + ``meta.json``;
+- :mod:`.all_in_one` :func:`embed_images`: every shard then the merge, in one call;
+- :mod:`.provenance` library versions, device and peak memory for the metas;
+- :mod:`.jobs` what the embed rules run (:func:`embed_shard_job`, :func:`merge_shards_job`);
 - :mod:`.cache` the content-addressed embedding cache (identity, segments);
 - :mod:`.store` the embeddings' file format (Parquet parts + ``meta.json``) and its reader;
 - :mod:`.shards` how the catalogue's rows are split into shard jobs;
@@ -21,21 +27,12 @@ from importlib import import_module
 
 #: Public name -> the module (in this package) that defines it.
 _EXPORTS = {
-    **dict.fromkeys(
-        [
-            "PRECISIONS",
-            "RunSettings",
-            "embed_images",
-            "embed_shard",
-            "embed_shard_job",
-            "merge_embedding_shards",
-            "progress_line",
-            "resolve_device",
-            "run_settings",
-            "shard_meta_path",
-        ],
-        "core",
-    ),
+    **dict.fromkeys(["PRECISIONS", "RunSettings", "progress_line", "resolve_device", "run_settings"], "settings"),
+    **dict.fromkeys(["embed_shard", "shard_meta_path"], "shard"),
+    "merge_embedding_shards": "merge",
+    "embed_images": "all_in_one",
+    "EmbedJob": "job",
+    **dict.fromkeys(["embed_shard_job", "merge_shards_job"], "jobs"),
     **dict.fromkeys(["EmbeddingCache", "embedding_identity", "identity_key"], "cache"),
     **dict.fromkeys(["Embeddings", "EmbeddingShardWriter", "read_embeddings", "read_meta"], "store"),
     **dict.fromkeys(["parse_shard_id", "shard_bounds", "shard_id"], "shards"),

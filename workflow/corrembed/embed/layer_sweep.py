@@ -14,7 +14,6 @@ memory holds one layer's (n, dim) array, not the sweep's.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -25,22 +24,13 @@ import numpy as np
 import polars as pl
 
 from ..errors import CorrEmbedError
-from ..images.batches import Preprocess
-from ..models import ModelSpec, build_model, preprocessing
+from ..models import ModelSpec, build_model
 from ..models.layer_sweep import SweepPlan, build_layer_sweep, sweep_plan
-from .cache import EmbeddingCache, embedding_identity
-from .core import (
-    RunSettings,
-    _check_images_table,
-    _device_string,
-    _embed_missing,
-    _fetch,
-    _on_device,
-    _progress_function,
-    check_precision,
-    content_hashes,
-    resolve_device,
-)
+from .cache import EmbeddingCache
+from .forward import on_device
+from .job import EmbedJob, check_images_table, fetch_rows
+from .provenance import device_string
+from .settings import RunSettings, progress_sink
 from .store import Embeddings
 
 
@@ -69,7 +59,7 @@ class LayerSweepEmbeddings:
 
     def embeddings(self, layer: str) -> Embeddings:
         """The (n, dim) float32 embeddings of one layer (NaN rows for images set aside)."""
-        vectors = _fetch(self.caches[layer], self.shas, self.meta["images_set_aside"])
+        vectors = fetch_rows(self.caches[layer], self.shas, self.meta["images_set_aside"])
         return Embeddings(item_ids=self.item_ids, images=self.images, vectors=vectors)
 
 
@@ -112,81 +102,56 @@ def embed_layer_sweep(
     CorrEmbedError
         For an empty table, or when no image can be decoded.
     """
-    _check_images_table(images)
-    check_precision(precision, decoder)
+    check_images_table(images)
     if images.height == 0:
         raise CorrEmbedError(f"model {spec.name!r}: no images to embed (the catalogue is empty)")
-    say = _progress_function(progress)
+    say = progress_sink(progress)
     settings = settings if settings is not None else RunSettings()
     plan = sweep_plan(spec, list(layers))
-    target = resolve_device(settings.device)
-    item_ids = images.get_column("item_id").cast(pl.String).to_numpy().astype(object)
-    paths = images.get_column("image").cast(pl.String).to_list()
-    shas = content_hashes(images)
-    resolved = preprocessing(spec, torch_home=torch_home, hf_home=hf_home)
-    description = resolved.describe()
-    caches = {
-        layer: EmbeddingCache(
-            cache_dir,
-            embedding_identity(
-                dataclasses.replace(spec, layer=layer), description, precision=precision, decoder=decoder
-            ),
-        )
-        for layer in plan.layers
-    }
-    needed = {layer: set(cache.missing(shas)) for layer, cache in caches.items()}
-    missing = [sha for sha in dict.fromkeys(shas) if any(sha in lacking for lacking in needed.values())]
+    job = EmbedJob.prepare(
+        images,
+        spec,
+        plan.layers,
+        torch_home=torch_home,
+        hf_home=hf_home,
+        cache_dir=cache_dir,
+        precision=precision,
+        decoder=decoder,
+        settings=settings,
+    )
     say(
         f"{spec.name}: layer sweep over {len(plan.layers)} layers ({', '.join(plan.layers)}): "
-        f"{len(missing)} distinct image(s) to embed for "
-        f"{sum(1 for lacking in needed.values() if lacking)} layer(s), the rest cached"
+        f"{len(job.missing)} distinct image(s) to embed for "
+        f"{sum(1 for lacking in job.needed.values() if lacking)} layer(s), the rest cached"
     )
-    timings = {"seconds": 0.0, "setup_seconds": 0.0, "set_aside": []}
-    if missing:
-        first_path: dict[str, str] = {}
-        for sha, path in zip(shas, paths):
-            first_path.setdefault(sha, path)
-        lacking = {layer: needed[layer] for layer in plan.layers if needed[layer]}
 
-        def build_forward():
-            """The one-pass extractor of the layers that lack images."""
-            model = build_model(spec, torch_home=torch_home, hf_home=hf_home)
-            subplan = SweepPlan(
-                tuple(e for e, layer in zip(plan.entries, plan.layers) if layer in lacking),
-                tuple(lacking),
-                tuple(d for d, layer in zip(plan.depth, plan.layers) if layer in lacking),
-            )
-            return _on_device(build_layer_sweep(spec, model, subplan), target, settings)
-
-        timings = _embed_missing(
-            [first_path[sha] for sha in missing],
-            missing,
-            {layer: caches[layer] for layer in lacking},
-            build_forward,
-            preprocess=Preprocess.from_transform(resolved.transform()),
-            precision=precision,
-            decoder=decoder,
-            target=target,
-            settings=settings,
-            say=say,
-            label=f"{spec.name} (layer sweep)",
-            needed=lacking,
+    def build_forward(lacking):
+        """The one-pass extractor of the layers that lack images."""
+        model = build_model(spec, torch_home=torch_home, hf_home=hf_home)
+        subplan = SweepPlan(
+            tuple(e for e, layer in zip(plan.entries, plan.layers) if layer in lacking),
+            tuple(layer for layer in plan.layers if layer in lacking),
+            tuple(d for d, layer in zip(plan.depth, plan.layers) if layer in lacking),
         )
-    seconds = timings["seconds"]
+        return on_device(build_layer_sweep(spec, model, subplan), job.target, settings)
+
+    timings = job.run(build_forward, say=say, label=f"{spec.name} (layer sweep)")
+    seconds, n_embedded = timings.seconds, len(job.missing)
     meta = {
         "model": spec.name,
         "layers": list(plan.layers),
         "entries": list(plan.entries),
-        "identity_keys": {layer: cache.key for layer, cache in caches.items()},
-        "n_images": len(shas),
-        "n_embedded": len(missing),
-        "layers_embedded": [layer for layer in plan.layers if needed[layer]],
+        "identity_keys": {layer: cache.key for layer, cache in job.caches.items()},
+        "n_images": len(job.shas),
+        "n_embedded": n_embedded,
+        "layers_embedded": [layer for layer in plan.layers if job.needed[layer]],
         "precision": precision,
         "decoder": decoder,
-        "device": _device_string(target),
+        "device": device_string(job.target),
         "seconds": round(seconds, 3),
-        "setup_seconds": round(timings["setup_seconds"], 3),
-        "images_per_second": round(len(missing) / seconds, 3) if missing and seconds > 0 else None,
-        "images_set_aside": timings["set_aside"],
+        "setup_seconds": round(timings.setup_seconds, 3),
+        "images_per_second": round(n_embedded / seconds, 3) if n_embedded and seconds > 0 else None,
+        "images_set_aside": timings.set_aside,
     }
-    return LayerSweepEmbeddings(plan, item_ids, np.asarray(paths, dtype=object), shas, caches, meta)
+    item_ids = np.asarray(job.item_ids, dtype=object)
+    return LayerSweepEmbeddings(plan, item_ids, np.asarray(job.paths, dtype=object), job.shas, job.caches, meta)

@@ -25,6 +25,8 @@ import pyarrow.parquet as pq
 from ..storage import atomic_path
 
 SHARD_GLOB = "part-*.parquet"
+#: The embeddings' metadata file (:class:`corrembed.records.EmbeddingMeta`) beside the parts.
+META_NAME = "meta.json"
 
 
 def shard_name(index: int) -> str:
@@ -162,4 +164,4 @@ def read_embeddings(source: str | os.PathLike | list) -> Embeddings:
 
 def read_meta(directory: str | os.PathLike) -> dict:
     """The ``meta.json`` of an embeddings directory."""
-    return json.loads((Path(directory) / "meta.json").read_text(encoding="utf-8"))
+    return json.loads((Path(directory) / META_NAME).read_text(encoding="utf-8"))
