@@ -1,8 +1,9 @@
 """What the diagnostics rules read: one model's item embeddings aligned with the tag vectors, the
 scoring anchors, each item's thumbnail image, and the tables the rules hand each other.
 
-Items are exactly those the score stage compared (same ``usable_item_embeddings`` call), so every
-diagnostic describes the same items and anchors as the headline score.
+Items are exactly those the score stage compared (the same
+:func:`~corrembed.score.aligned.aligned_items` call), so every diagnostic describes the same items
+and anchors as the headline score.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ..embed.items import usable_item_embeddings
-from ..embed.store import read_embeddings
 from ..errors import ConfigError, ScoringError
+from ..score.aligned import aligned_items
 from ..tags import TagVectors, load_tag_vectors
 from .neighbours import Neighbours
 
@@ -51,17 +51,9 @@ def load_tags(vectors_path: str | os.PathLike) -> TagVectors:
 
 
 def load_model_inputs(shard: str | os.PathLike, vectors_path: str | os.PathLike, item_embedding: str) -> ModelInputs:
-    """Item embeddings of one model and the tag vectors of the same items (as the score stage aligns them)."""
-    vectors = load_tag_vectors(vectors_path)
-    usable = usable_item_embeddings(read_embeddings([os.fspath(shard)]), vectors.item_ids, item_embedding)
-    keep = usable.keep
-    tags = TagVectors(
-        matrix=vectors.matrix[keep],
-        item_ids=vectors.item_ids[keep],
-        slot_category=vectors.slot_category,
-        slot_value=vectors.slot_value,
-    )
-    return ModelInputs(embeddings=usable.vectors, tags=tags)
+    """Item embeddings of one model and the tag vectors of the same items, as the score stage aligns them."""
+    items = aligned_items(shard, load_tag_vectors(vectors_path), item_embedding)
+    return ModelInputs(embeddings=items.embeddings, tags=items.tags)
 
 
 def score_anchors(per_anchor_path: str | os.PathLike, inputs: ModelInputs) -> np.ndarray:

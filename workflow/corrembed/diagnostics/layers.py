@@ -1,7 +1,7 @@
 """Layer sweep scores: CorrEmbed at each layer of a model, on the headline score's anchors.
 
 Each layer's embeddings go through what the score stage does to the headline layer's
-(:func:`corrembed.embed.items.usable_item_embeddings`, then :func:`corrembed.score.corrembed`
+(:func:`corrembed.score.aligned.aligned_items`, then :func:`corrembed.score.corrembed`
 with the scoring options), on the anchors the headline score used (its ``per_anchor`` table, by
 item id), with the bootstrap interval of the score stage (same resamples, confidence and seed).
 The sweep entry of the headline layer therefore reproduces the headline CorrEmbed exactly.
@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from ..embed.items import usable_item_embeddings
 from ..embed.store import Embeddings
 from ..score import ScoreOptions, bootstrap_interval, corrembed
+from ..score.aligned import aligned_items
 from ..tags import TagVectors
 
 LAYER_COLUMNS = (
@@ -74,11 +74,10 @@ def layer_scores(
     for layer, entry, depth in zip(layers, entries, depths):
         embeddings = embeddings_of(layer)
         for weighting, vectors in tags.items():
-            usable = usable_item_embeddings(embeddings, vectors.item_ids, scoring["item_embedding"])
-            kept_ids = np.asarray(vectors.item_ids, dtype=str)[usable.keep]
-            position = {item: i for i, item in enumerate(kept_ids.tolist())}
+            items = aligned_items(embeddings, vectors, scoring["item_embedding"])
+            position = {item: i for i, item in enumerate(np.asarray(items.item_ids, dtype=str).tolist())}
             anchors = np.array([position[a] for a in map(str, anchor_ids[weighting]) if a in position], np.int64)
-            result = corrembed(usable.vectors, vectors.matrix[usable.keep], options, anchors=anchors)
+            result = corrembed(items.embeddings, items.tags.matrix, options, anchors=anchors)
             low, high = bootstrap_interval(
                 result.per_anchor, max(options.bootstrap, 1), options.confidence, options.seed
             )
@@ -93,7 +92,7 @@ def layer_scores(
                     low,
                     high,
                     result.n_defined,
-                    int(usable.keep.sum()),
+                    int(items.usable.keep.sum()),
                     layer == headline_layer,
                 )
             )
