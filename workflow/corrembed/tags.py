@@ -271,3 +271,58 @@ def load_tag_vectors(path: str | os.PathLike) -> TagVectors:
             slot_category=z["slot_category"],
             slot_value=z["slot_value"],
         )
+
+
+def tags_job(
+    images_path: str | os.PathLike,
+    tags_path: str | os.PathLike,
+    *,
+    vectors_out: str | os.PathLike,
+    categories_out: str | os.PathLike,
+    weighting: str,
+    settings: dict,
+    interactions_path: str | os.PathLike | None,
+    log: logging.Logger,
+) -> TagVectors:
+    """What the tags rule runs: one weighting's category table and tag vectors, from the catalogue.
+
+    ``settings`` is the config's ``tags:`` (exclude_categories, min_user_interactions);
+    ``interactions_path`` the interactions log, or None (weights from the catalogue).
+    Writes ``vectors_out`` (:func:`save_tag_vectors`) and ``categories_out`` (the category table).
+    """
+    from .ingest.catalogue import read_catalogue, read_interactions  # the ingest stage's reader
+    from .storage import write_table
+
+    images, tags = read_catalogue(images_path, tags_path)
+    tags = tags.filter(~pl.col("category").is_in(list(set(settings["exclude_categories"]))))
+    item_ids = images["item_id"].unique(maintain_order=True).to_list()
+    interactions = None
+    if interactions_path is not None:
+        interactions, n_unknown, unknown_examples, n_rows = read_interactions(interactions_path, item_ids)
+        if n_rows == 0:
+            log.warning("interactions log %s is EMPTY (no rows)", interactions_path)
+        if n_unknown:
+            log.warning(
+                "%d of %d interactions name items not in the catalogue (e.g. %s): ignored",
+                n_unknown,
+                n_rows,
+                ", ".join(map(repr, unknown_examples)),
+            )
+        counts = user_counts(interactions, settings["min_user_interactions"])
+        log.info(
+            "interactions: %d users, %d with more than %d interactions count, %d below the "
+            "threshold are not used for weights",
+            counts["n_users"],
+            counts["n_qualifying"],
+            settings["min_user_interactions"],
+            counts["n_below_threshold"],
+        )
+    table = category_table(
+        tags, item_ids, weighting, interactions=interactions, min_user_interactions=settings["min_user_interactions"]
+    )
+    log.info("category weights (%s):\n%s", weighting, table)
+    vectors = tag_vectors(tags, item_ids, dict(zip(table["category"], table["weight"])))
+    log.info("%d items x %d tag slots, %d non-zeros", *vectors.matrix.shape, vectors.matrix.nnz)
+    save_tag_vectors(vectors_out, vectors)
+    write_table(categories_out, table)
+    return vectors
