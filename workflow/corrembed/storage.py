@@ -90,6 +90,15 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(_nan_to_none(obj), indent=2, sort_keys=False) + "\n")
 
 
+def write_figure(path: str | os.PathLike, figure, **savefig: Any) -> None:
+    """Save a matplotlib figure to ``path`` atomically; format from the suffix (PNG without one).
+
+    ``savefig``: further ``Figure.savefig`` arguments (dpi, bbox_inches, ...). The figure is not closed.
+    """
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", **savefig)
+
+
 def write_table(path: str | os.PathLike, table) -> None:
     """Write a polars DataFrame to ``path`` atomically; format from the suffix (.csv/.parquet)."""
     suffix = Path(path).suffix.lower()

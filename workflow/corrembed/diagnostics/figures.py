@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
-from ..storage import atomic_path
+from ..storage import write_figure
 
 MATCH_COLOUR = "#1a7f37"  # green: a neighbour shares this value with the query
 OTHER_COLOUR = "#6e7781"  # grey: it does not
@@ -28,9 +28,7 @@ QUERY_COLOUR = "#0550ae"  # blue frame and text: the query
 
 
 def _save(fig, path) -> None:
-    path = os.fspath(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=os.path.splitext(path)[1].lstrip(".") or "png", dpi=fig.dpi, bbox_inches="tight")
+    write_figure(path, fig, dpi=fig.dpi, bbox_inches="tight")
     plt.close(fig)
 
 
