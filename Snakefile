@@ -28,11 +28,4 @@ include: "workflow/rules/diagnostics.smk"
 rule all:
     default_target: True
     input:
-        "results/summary.csv",
-        "results/plots/corrembed_vs_imagenet.png",
-        "results/plots/corrembed_vs_imagenet.svg",
-        (
-            ["results/diagnostics/report.html"]
-            if config["diagnostics"]["enabled"]
-            else []
-        ),
+        all_targets(),

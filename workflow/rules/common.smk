@@ -51,6 +51,19 @@ def canonical(value):
     return value
 
 
+def all_targets():
+    """What `snakemake` with no target makes: the summary, the headline plot and, when
+    diagnostics are on, the diagnostics report."""
+    targets = [
+        "results/summary.csv",
+        "results/plots/corrembed_vs_imagenet.png",
+        "results/plots/corrembed_vs_imagenet.svg",
+    ]
+    if config["diagnostics"]["enabled"]:
+        targets.append("results/diagnostics/report.html")
+    return targets
+
+
 def is_demo():
     return config["catalogue"]["manifest"] == "demo"
 

@@ -130,6 +130,25 @@ def compare_models(
         n_boot += idx.shape[0]
         for p, d in enumerate(diffs):
             boot[p].append(_resampled_means(d, idx))
+    rows, pvals = _pair_rows(pairs, diffs, boot, names, confidence)
+    adjusted = adjust_p(np.array(pvals), correction) if pvals else np.empty(0)
+    for row, q in zip(rows, adjusted):
+        row += [float(q), bool(not q < alpha)]  # NaN p (nothing paired) counts as tied
+    pair_table = (
+        pl.DataFrame(rows, schema=list(PAIR_COLUMNS), orient="row")
+        if rows
+        else pl.DataFrame(
+            schema={
+                c: t for c, t in zip(PAIR_COLUMNS, (pl.String, pl.String, pl.Int64) + (pl.Float64,) * 5 + (pl.Boolean,))
+            }
+        )
+    )
+    ranking_table = _ranking_table(r, names, means, order, rows, resamples, confidence, seed)
+    return ModelComparison(ranking_table, pair_table, alpha, correction, n_boot, confidence)
+
+
+def _pair_rows(pairs, diffs, boot, names, confidence) -> tuple[list[list], list[float]]:
+    """One row per (better, worse) pair: names, anchors paired, mean difference, interval, p."""
     rows, pvals = [], []
     tail = (1.0 - confidence) / 2.0
     for p, (a, b) in enumerate(pairs):
@@ -146,18 +165,11 @@ def compare_models(
             pval = min(1.0, 2.0 * min(below + 1, above + 1) / (dist.size + 1))
         pvals.append(pval)
         rows.append([names[a], names[b], int(both.sum()), observed, low, high, pval])
-    adjusted = adjust_p(np.array(pvals), correction) if pvals else np.empty(0)
-    for row, q in zip(rows, adjusted):
-        row += [float(q), bool(not q < alpha)]  # NaN p (nothing paired) counts as tied
-    pair_table = (
-        pl.DataFrame(rows, schema=list(PAIR_COLUMNS), orient="row")
-        if rows
-        else pl.DataFrame(
-            schema={
-                c: t for c, t in zip(PAIR_COLUMNS, (pl.String, pl.String, pl.Int64) + (pl.Float64,) * 5 + (pl.Boolean,))
-            }
-        )
-    )
+    return rows, pvals
+
+
+def _ranking_table(r, names, means, order, rows, resamples, confidence, seed) -> pl.DataFrame:
+    """One row per model in rank order: mean, bootstrap interval, the models it is tied with."""
     tied = {m: [] for m in names}
     for row in rows:
         if row[-1]:
@@ -178,7 +190,7 @@ def compare_models(
                 tied_by_rank,
             )
         )
-    ranking_table = pl.DataFrame(
+    return pl.DataFrame(
         ranking,
         schema={
             "model": pl.String,
@@ -190,7 +202,6 @@ def compare_models(
         },
         orient="row",
     )
-    return ModelComparison(ranking_table, pair_table, alpha, correction, n_boot, confidence)
 
 
 def align_per_anchor(

@@ -43,10 +43,9 @@ def embed_images(
 ) -> dict[str, Any]:
     """Embed every image of ``images`` into ``out_dir`` (``part-00000.parquet`` + ``meta.json``).
 
-    The spec (a config mapping or a parsed :class:`~corrembed.models.ModelSpec`) is parsed once
-    here. The shards are embedded one after the other, then merged
-    (:func:`corrembed.embed.shard.embed_shard`, :func:`corrembed.embed.merge.merge_embedding_shards`).
-    On the CPU in fp32, repeated runs give identical embeddings.
+    The shards are embedded one after the other, then merged (:func:`~corrembed.embed.shard.embed_shard`,
+    :func:`~corrembed.embed.merge.merge_embedding_shards`). On the CPU in fp32, repeated runs give
+    identical embeddings.
 
     Parameters
     ----------
@@ -57,9 +56,7 @@ def embed_images(
     out_dir : path
         Where ``part-00000.parquet`` (rows in input order) and ``meta.json`` go.
     model_name : str
-        The model's name (in messages and the meta).
-    torch_home, hf_home : path or None
-        The weights caches (read offline).
+        The model's name; ``torch_home``, ``hf_home``: the weights caches (read offline).
     batch_size, num_workers, device, channels_last, compile, log_every
         Run settings (:class:`~corrembed.embed.settings.RunSettings`).
     precision, decoder : str
@@ -101,7 +98,20 @@ def embed_images(
         compile=compile,
         log_every=log_every,
     )
-    out = Path(out_dir)
+    options = dict(torch_home=torch_home, hf_home=hf_home, precision=precision, decoder=decoder, progress=progress)
+    return _embed_and_merge(images, spec, Path(out_dir), settings, cache_dir, shards, **options)
+
+
+def _embed_and_merge(
+    images: pl.DataFrame,
+    spec: ModelSpec,
+    out: Path,
+    settings: RunSettings,
+    cache_dir: str | os.PathLike | None,
+    shards: int,
+    **options: Any,
+) -> dict[str, Any]:
+    """Embed the shards one after the other into a temporary folder in ``out``, then merge them."""
     out.mkdir(parents=True, exist_ok=True)
     (out / META_NAME).unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix=".embed-", dir=out) as work:
@@ -112,13 +122,9 @@ def embed_images(
                 images,
                 spec,
                 path,
-                torch_home=torch_home,
-                hf_home=hf_home,
                 cache_dir=cache,
                 shard=(k, shards),
-                precision=precision,
-                decoder=decoder,
                 settings=settings,
-                progress=progress,
+                **options,
             )
         return merge_embedding_shards(images, paths, out)

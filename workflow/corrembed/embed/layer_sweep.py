@@ -27,7 +27,7 @@ from ..errors import CorrEmbedError
 from ..models import ModelSpec, build_model
 from ..models.layer_sweep import SweepPlan, build_layer_sweep, sweep_plan
 from .cache import EmbeddingCache
-from .forward import on_device
+from .forward import ForwardTimings, on_device
 from .job import EmbedJob, check_images_table, fetch_rows
 from .provenance import device_string
 from .settings import RunSettings, progress_sink
@@ -136,22 +136,27 @@ def embed_layer_sweep(
         return on_device(build_layer_sweep(spec, model, subplan), job.target, settings)
 
     timings = job.run(build_forward, say=say, label=f"{spec.name} (layer sweep)")
+    meta = _sweep_meta(job, plan, timings)
+    item_ids = np.asarray(job.item_ids, dtype=object)
+    return LayerSweepEmbeddings(plan, item_ids, np.asarray(job.paths, dtype=object), job.shas, job.caches, meta)
+
+
+def _sweep_meta(job: EmbedJob, plan: SweepPlan, timings: ForwardTimings) -> dict[str, Any]:
+    """What a sweep embedded: layers, identity keys, counts, device and timings."""
     seconds, n_embedded = timings.seconds, len(job.missing)
-    meta = {
-        "model": spec.name,
+    return {
+        "model": job.spec.name,
         "layers": list(plan.layers),
         "entries": list(plan.entries),
         "identity_keys": {layer: cache.key for layer, cache in job.caches.items()},
         "n_images": len(job.shas),
         "n_embedded": n_embedded,
         "layers_embedded": [layer for layer in plan.layers if job.needed[layer]],
-        "precision": precision,
-        "decoder": decoder,
+        "precision": job.precision,
+        "decoder": job.decoder,
         "device": device_string(job.target),
         "seconds": round(seconds, 3),
         "setup_seconds": round(timings.setup_seconds, 3),
         "images_per_second": round(n_embedded / seconds, 3) if n_embedded and seconds > 0 else None,
         "images_set_aside": timings.set_aside,
     }
-    item_ids = np.asarray(job.item_ids, dtype=object)
-    return LayerSweepEmbeddings(plan, item_ids, np.asarray(job.paths, dtype=object), job.shas, job.caches, meta)

@@ -22,7 +22,7 @@ import torch
 
 from ..models import ModelSpec
 from ..records import ShardMeta
-from .forward import extractor_on_device
+from .forward import ForwardTimings, extractor_on_device
 from .job import EmbedJob, check_images_table
 from .provenance import device_name, device_string, library_versions, model_meta, peak_memory
 from .settings import RunSettings, progress_sink
@@ -66,23 +66,21 @@ def embed_shard(
         The catalogue's images table (``item_id``, ``image``, ``sha256``; without ``sha256``
         the files are hashed here), in catalogue order.
     spec : ModelSpec
-        The parsed model spec (:func:`corrembed.models.parse_model_spec`); hub weights are read
-        from ``torch_home`` / ``hf_home`` (the weights step's caches) with the hub offline.
+        The parsed model (:func:`corrembed.models.parse_model_spec`); weights are read offline
+        from ``torch_home`` / ``hf_home`` (the weights step's caches).
     cache_dir : path
-        Root of the embedding cache; images whose content is cached under this model's
-        identity are not embedded again, new embeddings are added to it.
+        Root of the embedding cache: images cached under this identity are not embedded again
+        (nor is the model built when all are), new embeddings are added to it.
     precision, decoder : str
-        ``fp32``, ``bf16`` or ``fp16`` (autocast of the forward pass; stored float32);
-        ``pil``, ``pil-reduced`` or ``torchvision`` (see :mod:`corrembed.images.batches`).
+        ``fp32``/``bf16``/``fp16`` (forward autocast; stored float32); :data:`~corrembed.images.batches.DECODERS`.
     settings : RunSettings, optional
         How to run (default ``RunSettings()``); not part of the cache identity.
 
     Returns
     -------
     dict
-        The :class:`~corrembed.records.ShardMeta` written to :func:`shard_meta_path`, as a dict.
-        ``shard_path`` holds item_id, image, embedding fixed_size_list<float32>[dim]: the
-        shard's rows in catalogue order. The model is not even built when every image is cached.
+        The :class:`~corrembed.records.ShardMeta` written to :func:`shard_meta_path`. ``shard_path``
+        holds item_id, image, embedding fixed_size_list<float32>[dim] in catalogue order.
     """
     check_images_table(images)
     if not isinstance(spec, ModelSpec):
@@ -123,19 +121,27 @@ def embed_shard(
             part = slice(chunk, chunk + WRITE_CHUNK_ROWS)
             writer.write(job.item_ids[part], job.paths[part], job.fetch(spec.layer, timings.set_aside, part))
 
+    meta = _shard_meta(job, timings, dim=dim, shard={"index": index, "count": count, "start": start, "stop": stop})
+    meta.write(meta_path)
+    return meta.to_dict()
+
+
+def _shard_meta(job: EmbedJob, timings: ForwardTimings, *, dim: int, shard: dict[str, int]) -> ShardMeta:
+    """The shard's record: model, identity, counts, timings, device, versions and run settings."""
+    cache = job.caches[job.spec.layer]
     n_embedded, seconds = len(job.missing), timings.seconds
-    meta = ShardMeta(
-        **model_meta(spec, job.description),
+    return ShardMeta(
+        **model_meta(job.spec, job.description),
         dim=dim if len(job.shas) else cache.dim,
         identity=cache.identity,
         identity_key=cache.key,
         cache=str(cache.directory),
-        shard={"index": index, "count": count, "start": start, "stop": stop},
+        shard=shard,
         n_images=len(job.shas),
         n_embedded=n_embedded,
         n_from_cache=len(job.shas) - n_embedded,
-        precision=precision,
-        decoder=decoder,
+        precision=job.precision,
+        decoder=job.decoder,
         device=device_string(job.target),
         device_name=device_name(job.target),
         dtype="float32",
@@ -145,10 +151,8 @@ def embed_shard(
         images_set_aside=timings.set_aside,
         peak_memory=peak_memory(job.target),
         versions=library_versions(),
-        **{key: value for key, value in asdict(settings).items() if key != "device"},
+        **{key: value for key, value in asdict(job.settings).items() if key != "device"},
         torch_num_threads=torch.get_num_threads(),
         # Which cluster job made these embeddings (None outside Slurm), to find its sacct record.
         slurm_job_id=os.environ.get("SLURM_JOB_ID"),
     )
-    meta.write(meta_path)
-    return meta.to_dict()

@@ -86,6 +86,36 @@ class DecodedImage:
     scale: int = 1
 
 
+#: What Pillow's plugins raise for malformed files (a zoo of exception types).
+_PILLOW_FAILURES = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    TypeError,
+    KeyError,
+    IndexError,
+    ZeroDivisionError,
+    MemoryError,
+)
+
+
+def _file_bytes(path: str) -> bytes:
+    """The file's bytes; ImageReadError for a missing, unreadable or empty file."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise ImageReadError(NOT_FOUND, "file not found") from None
+    except IsADirectoryError:
+        raise ImageReadError(NOT_A_FILE, "not a file (a directory)") from None
+    except OSError as exc:
+        raise ImageReadError(UNREADABLE, f"cannot read file: {exc.strerror or exc}") from None
+    if not data:
+        raise ImageReadError(EMPTY, "empty file (0 bytes)")
+    return data
+
+
 def read_image(
     path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, reduce_to: int | None = None
 ) -> DecodedImage:
@@ -104,18 +134,7 @@ def read_image(
         (exactly as with None).
     Raises ImageReadError (never another exception) for a file that cannot be used.
     """
-    path = str(path)
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        raise ImageReadError(NOT_FOUND, "file not found") from None
-    except IsADirectoryError:
-        raise ImageReadError(NOT_A_FILE, "not a file (a directory)") from None
-    except OSError as exc:
-        raise ImageReadError(UNREADABLE, f"cannot read file: {exc.strerror or exc}") from None
-    if not data:
-        raise ImageReadError(EMPTY, "empty file (0 bytes)")
+    data = _file_bytes(str(path))
     _raise_pillow_guard_to(max_pixels)
     try:
         with Image.open(io.BytesIO(data)) as image:
@@ -151,18 +170,7 @@ def read_image(
         raise ImageReadError(NOT_AN_IMAGE, "not a recognised image format") from None
     except Image.DecompressionBombError as exc:
         raise ImageReadError(TOO_LARGE, f"image too large to decode safely: {exc}") from None
-    except (
-        OSError,
-        SyntaxError,
-        ValueError,
-        EOFError,
-        TypeError,
-        KeyError,
-        IndexError,
-        ZeroDivisionError,
-        MemoryError,
-    ) as exc:
-        # Pillow's plugins raise a zoo of exception types for malformed files.
+    except _PILLOW_FAILURES as exc:
         raise ImageReadError(CORRUPT, f"truncated or corrupt image: {exc}") from None
     return DecodedImage(
         rgb=rgb,
