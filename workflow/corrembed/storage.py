@@ -87,7 +87,7 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically (NaN written as null)."""
-    write_text(path, json.dumps(_nan_to_none(obj), indent=2, sort_keys=False) + "\n")
+    write_text(path, json.dumps(nan_to_none(obj), indent=2, sort_keys=False) + "\n")
 
 
 def write_figure(path: str | os.PathLike, figure, **savefig: Any) -> None:
@@ -111,11 +111,18 @@ def write_table(path: str | os.PathLike, table) -> None:
             raise ValueError(f"write_table: unsupported suffix {suffix!r} for {path}")
 
 
-def _nan_to_none(obj: Any) -> Any:
+def nan_to_none(obj: Any) -> Any:
+    """``obj`` with every float NaN (in nested dicts, lists and tuples) replaced by None: JSON's null.
+
+    Examples
+    --------
+    >>> nan_to_none({"r": float("nan"), "ci": (0.1, float("nan"))})
+    {'r': None, 'ci': [0.1, None]}
+    """
     if isinstance(obj, float) and obj != obj:
         return None
     if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
+        return {k: nan_to_none(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_nan_to_none(v) for v in obj]
+        return [nan_to_none(v) for v in obj]
     return obj
