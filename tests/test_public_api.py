@@ -4,6 +4,7 @@ imports without torch, and the documented examples run."""
 from __future__ import annotations
 
 import doctest
+import inspect
 import subprocess
 import sys
 
@@ -49,3 +50,32 @@ def test_auto_device_needs_no_separate_resolve_call():
     x, tags = rng.standard_normal((50, 8)), (rng.random((50, 6)) < 0.3).astype(float)
     auto = corrembed.corrembed(x, tags, anchors="all", device="auto").mean
     assert auto == corrembed.corrembed(x, tags, anchors="all").mean
+
+
+#: Public names whose example H20b's branch adds (issue 20's score and model half); strict, so
+#: the merge that brings the examples must drop them from here.
+EXAMPLES_PENDING = {"ScoreReport", "CorrEmbedResult", "ModelSpec", "parse_model_spec"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            n, marks=pytest.mark.xfail(n in EXAMPLES_PENDING, reason="example added on H20b's branch", strict=True)
+        )
+        for n in corrembed.__all__
+        if n != "__version__"
+    ],
+)
+def test_every_public_name_has_a_numpydoc_example_that_runs(name):
+    obj = getattr(corrembed, name)
+    assert "Examples\n" in inspect.cleandoc(obj.__doc__ or ""), f"corrembed.{name} has no numpydoc Examples section"
+    module = sys.modules[obj.__module__]
+    # numpydoc's convention: examples may use ``np`` without importing it.
+    globs = {"np": np, **vars(module)}
+    tests = doctest.DocTestFinder(recurse=False).find(obj, name, module=module, globs=globs)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for test in tests:
+        runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.attempted > 0 and result.failed == 0, f"corrembed.{name}: {result}"

@@ -7,7 +7,21 @@ Workflow scripts let these propagate: Snakemake prints the message in the job's 
 
 
 class CorrEmbedError(Exception):
-    """Base class for problems with the user's inputs or configuration."""
+    """Base class for problems with the user's inputs or configuration.
+
+    Catch it to handle every expected failure at once; the subclasses say which stage's input
+    is at fault (:class:`ConfigError`, :class:`ManifestError`, :class:`WeightsUnavailableError`,
+    :class:`ScoringError`).
+
+    Examples
+    --------
+    >>> from corrembed.tags import category_table
+    >>> try:
+    ...     category_table(None, [], "entropic")
+    ... except CorrEmbedError as error:
+    ...     print(type(error).__name__, error)
+    ConfigError unknown weighting 'entropic'; use one of binary, entropy
+    """
 
 
 class ConfigError(CorrEmbedError):

@@ -168,9 +168,36 @@ def category_table(
 ) -> pl.DataFrame:
     """The category table for one weighting scheme.
 
-    ``binary``: entropies from the best available source for reference, weight 1.
-    ``entropy``: interactions when given and some user qualifies, else the catalogue
-    (logged as a warning: it is not what the paper measured).
+    Parameters
+    ----------
+    tags : polars DataFrame
+        Long table ``item_id``, ``category``, ``value`` (str).
+    item_ids : sequence of str
+        The catalogue's items (those lacking a category count as its "None" state).
+    weighting : {"binary", "entropy"}
+        ``binary``: entropies from the best available source for reference, weight 1.
+        ``entropy``: from interactions when given and some user qualifies, else from the
+        catalogue (logged as a warning: it is not what the paper measured).
+    interactions : polars DataFrame, optional
+        ``user_id``, ``item_id`` rows (each interaction counts).
+    min_user_interactions : int
+        Users with at most this many interactions do not count (the paper: 10).
+
+    Returns
+    -------
+    polars DataFrame
+        One row per category: :data:`CATEGORY_TABLE_COLUMNS` (``n_values``, entropy ``H``,
+        normalized entropy, ``weight`` float64, ``source``, ...).
+
+    Examples
+    --------
+    >>> tags = pl.DataFrame({"item_id": ["a", "b", "c", "a"], "category": ["colour"] * 3 + ["fit"],
+    ...                      "value": ["red", "red", "blue", "slim"]})
+    >>> table = category_table(tags, ["a", "b", "c"], "entropy")
+    >>> table.select("category", "n_values", "source").rows()
+    [('colour', 2, 'catalogue'), ('fit', 1, 'catalogue')]
+    >>> category_table(tags, ["a", "b", "c"], "binary")["weight"].to_list()
+    [1.0, 1.0]
     """
     if weighting not in WEIGHTINGS:
         raise ConfigError(f"unknown weighting {weighting!r}; use one of {', '.join(WEIGHTINGS)}")
@@ -203,8 +230,20 @@ def category_table(
 class TagVectors:
     """Tag vectors of a catalogue, rows aligned with ``item_ids``.
 
-    matrix: (n_items, n_slots) scipy CSR, float64; slot_category, slot_value: (n_slots,) str
-    arrays naming each column; item_ids: (n_items,) str array.
+    Attributes
+    ----------
+    matrix : (n_items, n_slots) scipy CSR matrix, float64
+        Row i is item ``item_ids[i]``'s weighted multi-hot vector.
+    item_ids : (n_items,) str ndarray
+    slot_category, slot_value : (n_slots,) str ndarray
+        The (category, value) pair of each column.
+
+    Examples
+    --------
+    >>> vectors = TagVectors(sp.csr_matrix(np.eye(2)), np.array(["a", "b"]),
+    ...                      np.array(["colour", "colour"]), np.array(["blue", "red"]))
+    >>> vectors.matrix.shape, vectors.slot_value.tolist()
+    ((2, 2), ['blue', 'red'])
     """
 
     matrix: sp.csr_matrix
@@ -216,9 +255,31 @@ class TagVectors:
 def tag_vectors(tags: pl.DataFrame, item_ids, weights: dict[str, float]) -> TagVectors:
     """Weighted multi-hot tag vectors.
 
-    tags: long table (item_id, category, value); item_ids: (n,) row order of the result;
-    weights: category -> weight. Categories absent from ``weights`` are excluded. Items without
-    any tag get an all-zero row. Slots are sorted by (category, value).
+    Parameters
+    ----------
+    tags : polars DataFrame
+        Long table ``item_id``, ``category``, ``value`` (str).
+    item_ids : (n,) sequence of str
+        The row order of the result; items without any tag get an all-zero row.
+    weights : dict of str to float
+        Category -> weight; categories absent from it are excluded.
+
+    Returns
+    -------
+    TagVectors
+        ``matrix`` (n, n_slots) CSR float64; slots sorted by (category, value).
+
+    Examples
+    --------
+    >>> tags = pl.DataFrame({"item_id": ["a", "a", "b"], "category": ["colour", "style", "colour"],
+    ...                      "value": ["red", "boho", "blue"]})
+    >>> vectors = tag_vectors(tags, ["a", "b", "c"], {"colour": 0.5, "style": 1.0})
+    >>> vectors.matrix.toarray()
+    array([[0. , 0.5, 1. ],
+           [0.5, 0. , 0. ],
+           [0. , 0. , 0. ]])
+    >>> list(zip(vectors.slot_category, vectors.slot_value))[0]
+    (np.str_('colour'), np.str_('blue'))
     """
     item_ids = np.asarray(item_ids, dtype=str)
     kept = tags.filter(pl.col("category").is_in(list(weights)))
@@ -262,7 +323,28 @@ def save_tag_vectors(path: str | os.PathLike, vectors: TagVectors) -> None:
 
 
 def load_tag_vectors(path: str | os.PathLike) -> TagVectors:
-    """Read tag vectors written by :func:`save_tag_vectors`."""
+    """Read tag vectors written by :func:`save_tag_vectors` (the tags stage's ``vectors.npz``).
+
+    Parameters
+    ----------
+    path : path
+        The ``.npz`` file.
+
+    Returns
+    -------
+    TagVectors
+        Equal, array for array, to the vectors that were saved.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> vectors = TagVectors(sp.csr_matrix(np.eye(2)), np.array(["a", "b"]),
+    ...                      np.array(["colour", "colour"]), np.array(["blue", "red"]))
+    >>> path = Path(tempfile.mkdtemp()) / "vectors.npz"
+    >>> save_tag_vectors(path, vectors)
+    >>> (load_tag_vectors(path).matrix != vectors.matrix).nnz, load_tag_vectors(path).item_ids.tolist()
+    (0, ['a', 'b'])
+    """
     with np.load(Path(path), allow_pickle=False) as z:
         matrix = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
         return TagVectors(

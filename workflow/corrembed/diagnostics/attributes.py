@@ -46,13 +46,32 @@ def attribute_scores(
 ) -> pl.DataFrame:
     """Per-category CorrEmbed alone and left out, as a table.
 
-    Args:
-        embeddings: (n, d) array; tag_vectors: (n, t) tag matrix; slot_category: (t,) category per column.
-        anchors, seed, include_self, memory_budget_mb, device: as for :func:`corrembed.score.corrembed`.
+    Parameters
+    ----------
+    embeddings : (n, d) ndarray
+        Item embeddings.
+    tag_vectors : (n, t) ndarray or scipy sparse matrix
+        Tag matrix.
+    slot_category : (t,) str array
+        Category of each tag column.
+    anchors, seed, include_self, memory_budget_mb, device
+        As for :func:`corrembed.score.corrembed`.
 
-    Returns:
-        polars DataFrame with :data:`ATTRIBUTE_COLUMNS`, one row per category (sorted): n_values
-        (slots), alone, n_defined (anchors with a defined r_a for ``alone``), without, drop, headline.
+    Returns
+    -------
+    polars DataFrame
+        :data:`ATTRIBUTE_COLUMNS`, one row per category (sorted): n_values (slots), alone,
+        n_defined (anchors with a defined r_a for ``alone``), without, drop, headline.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> colour, size = np.eye(3)[rng.integers(0, 3, 60)], np.eye(2)[rng.integers(0, 2, 60)]
+    >>> x = colour + 0.1 * rng.standard_normal((60, 3))  # the embedding sees colour only
+    >>> table = attribute_scores(x, np.hstack([colour, size]), np.array(["colour"] * 3 + ["size"] * 2),
+    ...                          anchors="all")
+    >>> table["category"].to_list(), bool(table["alone"][0] > 0.8 > abs(table["alone"][1]))
+    (['colour', 'size'], True)
     """
     tags = sp.csr_matrix(tag_vectors)
     n = tags.shape[0]

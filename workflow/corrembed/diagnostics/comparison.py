@@ -101,17 +101,29 @@ def compare_models(
 ) -> ModelComparison:
     """Rank models and test every pair by a paired bootstrap over anchors (module docstring).
 
-    Args:
-        per_anchor: model name -> (k,) r_a on the same anchors, rows aligned, NaN = undefined.
-        resamples, confidence, seed: bootstrap settings (as the score's interval).
-        alpha: significance level for "tied".
-        correction: multiple-comparison correction over all pairs.
-        draws: explicit (B, k) resample positions instead of the seeded draw (for checks by hand).
+    Parameters
+    ----------
+    per_anchor : dict of str to (k,) float ndarray
+        Model name -> r_a on the same anchors, rows aligned, NaN = undefined.
+    resamples, confidence, seed
+        Bootstrap settings (as the score's interval).
+    alpha : float
+        Significance level for "tied".
+    correction : str
+        Multiple-comparison correction over all pairs (:func:`adjust_p`).
+    draws : (B, k) int ndarray, optional
+        Explicit resample positions instead of the seeded draw (for checks by hand).
 
-    Example:
-        >>> cmp = compare_models({"a": np.array([0.3, 0.2, 0.4]), "b": np.array([0.1, 0.1, 0.2])}, resamples=200)
-        >>> cmp.ranking["model"].to_list()
-        ['a', 'b']
+    Returns
+    -------
+    ModelComparison
+        ``ranking`` (one row per model: rank, CorrEmbed, interval, tied_with) and ``pairs``.
+
+    Examples
+    --------
+    >>> cmp = compare_models({"a": np.array([0.3, 0.2, 0.4]), "b": np.array([0.1, 0.1, 0.2])}, resamples=200)
+    >>> cmp.ranking["model"].to_list()
+    ['a', 'b']
     """
     names = list(per_anchor)
     if len(names) < 1:

@@ -64,16 +64,32 @@ def embedding_map(
 ) -> EmbeddingMap:
     """2-D t-SNE map of (a seeded subsample of) the items' embeddings.
 
-    Args:
-        embeddings: (n, d) array.
-        max_points: map at most this many items (seeded subsample above it).
-        seed: seed of the subsample and of t-SNE.
-        perplexity: t-SNE perplexity, lowered to (m - 1) / 3 for tiny inputs.
-        pca_dims: dimensions kept before t-SNE.
-        n_jobs: threads (default: the CPUs this process may use).
+    Parameters
+    ----------
+    embeddings : (n, d) ndarray
+        Item embeddings.
+    max_points : int
+        Map at most this many items (seeded subsample above it).
+    seed : int
+        Seed of the subsample and of t-SNE.
+    perplexity : float
+        t-SNE perplexity, lowered to (m - 1) / 3 for tiny inputs.
+    pca_dims : int
+        Dimensions kept before t-SNE.
+    n_jobs : int, optional
+        Threads (default: the CPUs this process may use).
 
-    Returns:
-        :class:`EmbeddingMap`.
+    Returns
+    -------
+    EmbeddingMap
+        ``items`` (m,) int64 positions mapped and ``xy`` (m, 2) float64 coordinates.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).standard_normal((40, 8))
+    >>> result = embedding_map(x, max_points=30, n_jobs=1)
+    >>> result.items.shape, result.xy.shape
+    ((30,), (30, 2))
     """
     from openTSNE import TSNE
 

@@ -109,21 +109,32 @@ def top_k_neighbours(
 ) -> Neighbours:
     """Exact top-k cosine neighbours of ``queries`` among all rows of ``matrix``.
 
-    Args:
-        matrix: (n, d) dense array (embeddings) or scipy sparse matrix (tag vectors).
-        queries: (q,) integer item indices.
-        k: neighbours per query (1 <= k <= n - 1 when excluding self).
-        exclude_self: leave the query's own row out of its neighbours.
-        memory_budget_mb: bound on the (b, n) similarity blocks.
-        block_size: queries per block (overrides the budget).
+    Parameters
+    ----------
+    matrix : (n, d) ndarray or scipy sparse matrix
+        Embeddings (dense) or tag vectors (sparse).
+    queries : (q,) int array
+        Item indices.
+    k : int
+        Neighbours per query (1 <= k <= n - 1 when excluding self).
+    exclude_self : bool
+        Leave the query's own row out of its neighbours.
+    memory_budget_mb : float
+        Bound on the (b, n) similarity blocks.
+    block_size : int, optional
+        Queries per block (overrides the budget).
 
-    Returns:
-        :class:`Neighbours`, ties ordered by increasing item index (see module docstring).
+    Returns
+    -------
+    Neighbours
+        ``indices`` (q, k) int64 and ``similarities`` (q, k) float64, ties ordered by
+        increasing item index (see the module docstring).
 
-    Example:
-        >>> x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
-        >>> top_k_neighbours(x, [0], k=1).indices.tolist()
-        [[1]]
+    Examples
+    --------
+    >>> x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    >>> top_k_neighbours(x, [0], k=1).indices.tolist()
+    [[1]]
     """
     queries = np.asarray(queries, dtype=np.int64).ravel()
     n = matrix.shape[0]

@@ -152,14 +152,37 @@ def retrieval_scores(
 ) -> RetrievalScores:
     """nDCG@k, and precision@k / AP@k for each category, for ``queries`` retrieving by embedding cosine.
 
-    Args:
-        embeddings: (n, d) array.
-        tag_vectors: (n, t) tag matrix (weighted: the nDCG gains; categories use only its non-zeros).
-        slot_category: (t,) category of each tag column.
-        queries: (q,) int item indices (e.g. ``resolve_anchors(1000, n, 42)``).
-        k: cut-off.
-        categories: categories for precision/mAP (default: every category).
-        neighbours: precomputed embedding neighbours of ``queries`` with at least k columns.
+    Parameters
+    ----------
+    embeddings : (n, d) ndarray
+        Item embeddings.
+    tag_vectors : (n, t) ndarray or scipy sparse matrix
+        Tag matrix (weighted: the nDCG gains; categories use only its non-zeros).
+    slot_category : (t,) str array
+        Category of each tag column.
+    queries : (q,) int array
+        Item indices (e.g. ``resolve_anchors(1000, n, 42)``).
+    k : int
+        Cut-off.
+    categories : sequence of str, optional
+        Categories for precision/mAP (default: every category).
+    neighbours : Neighbours, optional
+        Precomputed embedding neighbours of ``queries`` with at least k columns.
+    memory_budget_mb : float
+        Bound on the (b, n) similarity blocks.
+
+    Returns
+    -------
+    RetrievalScores
+        Per query: ``ndcg`` (q,) float64, and per category precision@k and AP@k.
+
+    Examples
+    --------
+    >>> tags = np.eye(2)[[0, 0, 1, 1]]                    # 4 items, 2 colours
+    >>> x = tags + [[0.1, 0], [0, 0.1], [0.1, 0], [0, 0.1]]
+    >>> scores = retrieval_scores(x, tags, np.array(["colour", "colour"]), [0, 2], k=1)
+    >>> scores.ndcg.tolist()
+    [1.0, 1.0]
     """
     queries = np.asarray(queries, dtype=np.int64)
     if neighbours is None:

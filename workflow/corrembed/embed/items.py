@@ -25,11 +25,35 @@ ITEM_EMBEDDING_MODES = ("first", "mean")
 def item_embeddings(embeddings: Embeddings, item_ids, mode: str = "first") -> np.ndarray:
     """One row per item, in the order of ``item_ids``.
 
-    embeddings: per-image rows (their order within an item is the image order);
-    item_ids: (n_items,) ids to gather; mode: ``first`` or ``mean``.
-    Returns (n_items, d) float32 (means accumulated in float64); with one image per item in
-    item order (``first``) this is ``embeddings.vectors`` itself, not a copy.
-    Raises ScoringError naming the items that have no embedding (stale embeddings).
+    Parameters
+    ----------
+    embeddings : Embeddings
+        Per-image rows (their order within an item is the image order).
+    item_ids : (n_items,) sequence of str
+        The items to gather.
+    mode : {"first", "mean"}
+        The item's first image, or the mean of its images (accumulated in float64).
+
+    Returns
+    -------
+    (n_items, d) float32 ndarray
+        With one image per item in item order (``first``), ``embeddings.vectors`` itself, not a copy.
+
+    Raises
+    ------
+    ScoringError
+        Naming the items that have no embedding (stale embeddings).
+
+    Examples
+    --------
+    >>> images = Embeddings(item_ids=np.array(["a", "a", "b"], dtype=object),
+    ...                     images=np.array(["a1.jpg", "a2.jpg", "b.jpg"], dtype=object),
+    ...                     vectors=np.array([[1, 0], [0, 1], [2, 2]], dtype=np.float32))
+    >>> item_embeddings(images, ["b", "a"], "first")
+    array([[2., 2.],
+           [1., 0.]], dtype=float32)
+    >>> item_embeddings(images, ["a"], "mean")
+    array([[0.5, 0.5]], dtype=float32)
     """
     if mode not in ITEM_EMBEDDING_MODES:
         raise ValueError(f"item_embedding must be one of {ITEM_EMBEDDING_MODES}, got {mode!r}")

@@ -134,6 +134,27 @@ def read_embeddings(source: str | os.PathLike | list) -> Embeddings:
     the Parquet metadata) and each decoded record batch is copied into its rows, so the peak is
     that matrix plus one batch (no memory-mapped file pages, no per-shard tables to
     concatenate). The matrix is writable (the score stage normalizes it in place).
+
+    Parameters
+    ----------
+    source : path or list of path
+        An embeddings directory (its ``part-*.parquet`` files, in order) or the shard files.
+
+    Returns
+    -------
+    Embeddings
+        ``item_ids``, ``images``: (n,) object arrays of str; ``vectors``: (n, d) float32.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> with EmbeddingShardWriter(folder / shard_name(0), dim=2) as writer:
+    ...     writer.write(["a", "b"], ["a.jpg", "b.jpg"], np.array([[1, 0], [0.5, 2]], dtype=np.float32))
+    >>> embeddings = read_embeddings(folder)
+    >>> embeddings.item_ids.tolist(), embeddings.vectors
+    (['a', 'b'], array([[1. , 0. ],
+           [0.5, 2. ]], dtype=float32))
     """
     paths = source if isinstance(source, list) else shard_paths(source)
     # No pre-buffering: it holds whole column chunks beside the decoded batches (2x the data).

@@ -47,7 +47,37 @@ CATALOGUE_IMAGE_COLUMNS = ("item_id", "image", "image_rank", "width", "height", 
 def read_catalogue(images_path: str | os.PathLike, tags_path: str | os.PathLike) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Read an ingested catalogue: (images table, tags table) with the documented schemas.
 
-    Raises ManifestError when a file is missing or lacks the catalogue columns.
+    Parameters
+    ----------
+    images_path, tags_path : path
+        The ingest stage's ``images.parquet`` and ``tags.parquet``.
+
+    Returns
+    -------
+    images, tags : polars DataFrame
+        :data:`CATALOGUE_IMAGE_COLUMNS` (item_id, image str; image_rank, width, height int32;
+        sha256 str) and item_id, category, value (str).
+
+    Raises
+    ------
+    ManifestError
+        When a file is missing or lacks the catalogue columns.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from PIL import Image
+    >>> from corrembed.ingest import ingest_catalogue
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for k in range(3):
+    ...     Image.new("RGB", (32, 24), (90 * k, 60, 30)).save(folder / f"{k}.png")
+    >>> pl.DataFrame({"item_id": ["0", "1", "2"], "image": [f"{k}.png" for k in range(3)],
+    ...               "colour": ["red", "blue", "red"]}).write_csv(folder / "manifest.csv")
+    >>> _ = ingest_catalogue(folder / "manifest.csv", images_out=folder / "images.parquet",
+    ...                      tags_out=folder / "tags.parquet", rejects_out=folder / "rejects.csv")
+    >>> images, tags = read_catalogue(folder / "images.parquet", folder / "tags.parquet")
+    >>> images.select("item_id", "width", "height").rows()[0], tags.rows()[1]
+    (('0', 32, 24), ('1', 'colour', 'blue'))
     """
     tables = []
     core_images = {c: IMAGES_SCHEMA[c] for c in CATALOGUE_IMAGE_COLUMNS}

@@ -60,6 +60,16 @@ class IngestOptions:
             still entropy-decodes the whole stream and so catches truncated or corrupt data;
             other formats decoded in full) or ``"full"`` (every image decoded at full size, as
             the ``pil`` decoder of the embed stage does). See :mod:`corrembed.ingest.image_checks`.
+
+    Examples
+    --------
+    >>> options = IngestOptions.from_config({"manifest": "catalogue.csv", "format": "long"})
+    >>> options.format, options.category_column, options.value_separator
+    ('long', 'category', '|')
+    >>> IngestOptions.from_config({"formt": "long"})
+    Traceback (most recent call last):
+    ...
+    corrembed.errors.ConfigError: catalogue: unknown option(s) ['formt']; valid options are ...
     """
 
     format: str = "wide"

@@ -124,20 +124,46 @@ def ingest_catalogue(
 ) -> CatalogueReport:
     """Read ``manifest``, check every image, write the normalized catalogue atomically.
 
-    Args:
-        manifest: CSV or Parquet manifest (see module docstring for the layouts).
-        images_out, tags_out, rejects_out: output paths (images.parquet, tags.parquet,
-            rejects.csv).
-        options: reading options (default ``IngestOptions()``).
-        threads: image decoding threads.
-        min_items: fewer usable items than this stop the run (default 3, the least a
-            correlation of similarities needs).
-        **option_overrides: IngestOptions fields replacing those of ``options``.
+    Parameters
+    ----------
+    manifest : path
+        CSV or Parquet manifest (see the module docstring for the layouts).
+    images_out, tags_out, rejects_out : path
+        Output paths (images.parquet, tags.parquet, rejects.csv).
+    options : IngestOptions, optional
+        Reading options (default ``IngestOptions()``).
+    threads : int
+        Image decoding threads.
+    min_items : int
+        Fewer usable items than this stop the run (default 3, the least a correlation of
+        similarities needs).
+    **option_overrides
+        IngestOptions fields replacing those of ``options``.
 
-    Returns:
-        CatalogueReport. Raises ManifestError (nothing is written then) for an unreadable,
-        empty or inconsistent manifest, for fewer than ``min_items`` usable items, and, with
-        ``on_unreadable="fail"``, when any image is unusable.
+    Returns
+    -------
+    CatalogueReport
+        Counts and findings (:class:`corrembed.records.CatalogueReport`).
+
+    Raises
+    ------
+    ManifestError
+        Nothing is written then: for an unreadable, empty or inconsistent manifest, for fewer
+        than ``min_items`` usable items, and, with ``on_unreadable="fail"``, for any unusable image.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from PIL import Image
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for k in range(3):
+    ...     Image.new("RGB", (32, 32), (90 * k, 60, 30)).save(folder / f"{k}.jpg")
+    >>> pl.DataFrame({"item_id": ["0", "1", "2"], "image": [f"{k}.jpg" for k in range(3)],
+    ...               "colour": ["red", "blue", "red"]}).write_csv(folder / "manifest.csv")
+    >>> report = ingest_catalogue(folder / "manifest.csv", images_out=folder / "images.parquet",
+    ...                           tags_out=folder / "tags.parquet", rejects_out=folder / "rejects.csv")
+    >>> report.n_items, report.n_images, report.categories
+    (3, 3, ('colour',))
     """
     manifest = Path(manifest)
     options = options or IngestOptions()

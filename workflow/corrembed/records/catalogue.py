@@ -52,6 +52,16 @@ class CatalogueReport(Record):
     Files written before ``schema_version`` existed also carried ``reject_reasons`` (counts by the
     prose reason's first words); it is dropped on reading: ``set_aside_by_kind`` counts the same rows
     by their stable ``kind``.
+
+    Examples
+    --------
+    >>> report = CatalogueReport(manifest="manifest.csv", n_manifest_rows=3, n_items=3, n_images=3,
+    ...                          n_rejected=0, n_rejected_images=0, n_dropped_items=0, n_tag_rows=3,
+    ...                          categories=("colour",), single_value_categories=("colour",))
+    >>> CatalogueReport.from_dict(report.to_dict()) == report
+    True
+    >>> report.warnings()
+    ["categories ['colour'] have a single value (zero entropy)"]
     """
 
     WHAT: ClassVar[str] = "catalogue report"

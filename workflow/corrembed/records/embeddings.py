@@ -37,6 +37,15 @@ class EmbeddingMeta(Record):
     Fields that older files lack read as None, except the run settings that had a fixed value
     before they were configurable: precision ``fp32``, decoder ``pil``, channels_last and compile
     false.
+
+    Examples
+    --------
+    >>> meta = EmbeddingMeta.from_dict({"model": "r18", "arch": "resnet18", "layer": "penultimate",
+    ...                                 "weights": {"configured": None, "resolved": None, "kind": "random"}})
+    >>> meta.schema_version, meta.precision, meta.resolved_weights   # an older file: version 1, defaults
+    (1, 'fp32', None)
+    >>> list(meta.to_dict())[:3]
+    ['schema_version', 'model', 'arch']
     """
 
     WHAT: ClassVar[str] = "embedding metadata"

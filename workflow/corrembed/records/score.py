@@ -24,6 +24,13 @@ class ScoreRecord(Record):
             :class:`corrembed.score.ScoreReport` (NaN is written as null).
         schema_version, extra: see :class:`Record` (report fields added by newer scoring code
             land in ``extra`` and are written back unchanged).
+
+    Examples
+    --------
+    >>> record = ScoreRecord.from_report({"corrembed": 0.21, "n_items": 3000, "new_statistic": 1.5},
+    ...                                  model="r18", weighting="binary")
+    >>> record.corrembed, record.get("new_statistic"), list(record.to_dict())[-1]
+    (0.21, 1.5, 'new_statistic')
     """
 
     WHAT: ClassVar[str] = "score file"
