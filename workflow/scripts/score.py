@@ -2,7 +2,7 @@
 
 Items whose embedding cannot be compared (all zeros, NaN/inf) are excluded before scoring and
 listed, with their image, in ``{weighting}.excluded.csv`` beside the score. All logic is in the
-library (:func:`corrembed.score.job.score_job`).
+library (:func:`corrembed.score.jobs.score_job`).
 """
 
 import sys
@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the corrembed library
 
 from corrembed.joblog import job_logging
-from corrembed.score.job import score_job
+from corrembed.score.jobs import score_job
 
 model, weighting = snakemake.wildcards.model, snakemake.wildcards.weighting
 with job_logging(snakemake.log[0], f"score[{model},{weighting}]") as log:

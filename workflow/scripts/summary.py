@@ -1,4 +1,4 @@
-"""Rule summary: results/summary.csv, one row per model x layer x weighting (logic: corrembed.summary.job)."""
+"""Rule summary: results/summary.csv, one row per model x layer x weighting (logic: corrembed.summary.jobs)."""
 
 import sys
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the corrembed library
 
 from corrembed.joblog import job_logging
-from corrembed.summary.job import summary_job
+from corrembed.summary.jobs import summary_job
 
 with job_logging(snakemake.log[0], "summary") as log:
     summary_job(

@@ -2,7 +2,7 @@
 
 - :mod:`.settings` run settings, the device, precision and decoder checks, progress lines;
 - :mod:`.forward` the forward loop (DataLoader -> device -> caches) and its cache sink;
-- :mod:`.job` the embed-job skeleton a shard job and a layer sweep share (:class:`EmbedJob`);
+- :mod:`.skeleton` the embed-job skeleton a shard job and a layer sweep share (:class:`EmbedJob`);
 - :mod:`.shard` one shard job (:func:`embed_shard`) and its :class:`~corrembed.records.ShardMeta`;
 - :mod:`.merge` the shards -> ``part-00000.parquet`` + ``meta.json``;
 - :mod:`.all_in_one` :func:`embed_images`: every shard then the merge, in one call;
@@ -31,7 +31,7 @@ _EXPORTS = {
     **dict.fromkeys(["embed_shard", "shard_meta_path"], "shard"),
     "merge_embedding_shards": "merge",
     "embed_images": "all_in_one",
-    "EmbedJob": "job",
+    "EmbedJob": "skeleton",
     **dict.fromkeys(["embed_shard_job", "merge_shards_job"], "jobs"),
     **dict.fromkeys(["EmbeddingCache", "embedding_identity", "identity_key"], "cache"),
     **dict.fromkeys(["Embeddings", "EmbeddingShardWriter", "read_embeddings", "read_meta"], "store"),

@@ -13,11 +13,11 @@ import polars as pl
 
 from ..errors import CorrEmbedError
 from ..models import ModelSpec, parse_model_spec
-from .job import check_images_table
 from .merge import merge_embedding_shards
 from .settings import RunSettings
 from .shard import embed_shard
 from .shards import shard_id
+from .skeleton import check_images_table
 from .store import META_NAME
 
 

@@ -28,9 +28,9 @@ from ..models import ModelSpec, build_model
 from ..models.layer_sweep import SweepPlan, build_layer_sweep, sweep_plan
 from .cache import EmbeddingCache
 from .forward import ForwardTimings, on_device
-from .job import EmbedJob, check_images_table, fetch_rows
 from .provenance import device_string
 from .settings import RunSettings, progress_sink
+from .skeleton import EmbedJob, check_images_table, fetch_rows
 from .store import Embeddings
 
 

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 
 from ..errors import CorrEmbedError
 from ..records import EmbeddingMeta, ShardMeta
-from .job import check_images_table
 from .shard import WRITE_CHUNK_ROWS, shard_meta_path
 from .shards import shard_bounds
+from .skeleton import check_images_table
 from .store import META_NAME, EmbeddingShardWriter, embedding_schema, shard_name
 
 

@@ -2,7 +2,7 @@
 
 Shard ``k`` takes its contiguous range of catalogue rows (:func:`corrembed.embed.shards.shard_bounds`),
 looks every image up by content hash in the embedding cache (:mod:`corrembed.embed.cache`),
-embeds only the images not there (:class:`corrembed.embed.job.EmbedJob`), then writes
+embeds only the images not there (:class:`corrembed.embed.skeleton.EmbedJob`), then writes
 ``shard-{k}-of-{N}.parquet`` (rows in catalogue order, read back from the cache) and its
 :class:`~corrembed.records.ShardMeta` ``shard-{k}-of-{N}.json``. The ``.json`` is removed before
 the Parquet file is replaced, so a ``.json`` on disk always describes a complete file.
@@ -23,10 +23,10 @@ import torch
 from ..models import ModelSpec
 from ..records import ShardMeta
 from .forward import ForwardTimings, extractor_on_device
-from .job import EmbedJob, check_images_table
 from .provenance import device_name, device_string, library_versions, model_meta, peak_memory
 from .settings import RunSettings, progress_sink
 from .shards import shard_bounds, shard_id
+from .skeleton import EmbedJob, check_images_table
 from .store import EmbeddingShardWriter
 
 #: Rows read back from the cache and written per step when assembling a shard.

@@ -3,7 +3,7 @@
 - :mod:`.table` :func:`summary_table` (``summary.csv``: a row per model, rank columns, the
   ingest, embedding and score records joined) and the readers of the stage records;
 - :mod:`.plots` :func:`plot_corrembed_vs_imagenet` (matplotlib, Agg; written atomically);
-- :mod:`.job` :func:`summary_job`, what the summary rule runs.
+- :mod:`.jobs` :func:`summary_job`, what the summary rule runs.
 
 Names are loaded on first use, so reading the table does not import matplotlib.
 
@@ -23,7 +23,7 @@ _EXPORTS = {
         "table",
     ),
     "plot_corrembed_vs_imagenet": "plots",
-    "summary_job": "job",
+    "summary_job": "jobs",
 }
 
 __all__ = list(_EXPORTS)
