@@ -131,9 +131,7 @@ def ingest_catalogue(
     images_out, tags_out, rejects_out : path
         Output paths (images.parquet, tags.parquet, rejects.csv).
     options : IngestOptions, optional
-        Reading options (default ``IngestOptions()``).
-    threads : int
-        Image decoding threads.
+        Reading options (default ``IngestOptions()``); ``threads``: image decoding threads.
     min_items : int
         Fewer usable items than this stop the run (default 3, the least a correlation of
         similarities needs).
@@ -143,13 +141,13 @@ def ingest_catalogue(
     Returns
     -------
     CatalogueReport
-        Counts and findings (:class:`corrembed.records.CatalogueReport`).
+        Counts and findings.
 
     Raises
     ------
     ManifestError
-        Nothing is written then: for an unreadable, empty or inconsistent manifest, for fewer
-        than ``min_items`` usable items, and, with ``on_unreadable="fail"``, for any unusable image.
+        (Nothing written.) An unreadable, empty or inconsistent manifest, fewer than ``min_items``
+        usable items, or with ``on_unreadable="fail"`` any unusable image.
 
     Examples
     --------
