@@ -8,9 +8,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the corrembed libra
 from corrembed.diagnostics.jobs import scores_job
 from corrembed.joblog import job_logging
 
-with job_logging(
-    snakemake.log[0], f"diagnostics_scores[{snakemake.wildcards.model},{snakemake.wildcards.weighting}]"
-) as log:
+model, weighting = snakemake.wildcards.model, snakemake.wildcards.weighting
+with job_logging(snakemake.log[0], f"diagnostics_scores[{model},{weighting}]") as log:
     scores_job(
         snakemake.input.shard,
         snakemake.input.vectors,
