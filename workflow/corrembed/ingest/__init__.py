@@ -1,12 +1,14 @@
 """The ingest stage: a catalogue manifest -> ``images.parquet``, ``tags.parquet``, ``rejects.csv``.
 
 - :mod:`.pipeline` :func:`ingest_catalogue`, the stage's front: a sequence of named steps;
-- :mod:`.options` :class:`IngestOptions` (config ``ingest:``, validated once);
+- :mod:`.options` :class:`IngestOptions` (config ``catalogue:``, validated once);
 - :mod:`.manifest` reading and parsing the manifest (wide or long, image paths or a template);
 - :mod:`.image_checks` checking that every image decodes (a thread pool);
 - :mod:`.value_findings` value variants and telling categories (the report's findings);
 - :mod:`.catalogue` the output tables' schemas and their readers (:func:`read_catalogue`);
-- :mod:`.demo` the generated demo catalogue (synthetic products, tags and interactions).
+- :mod:`.demo` the generated demo catalogue (synthetic products, tags and interactions;
+  its pictures: :mod:`.demo_pictures`);
+- :mod:`.jobs` what the ingest rule runs (:func:`~corrembed.ingest.jobs.ingest_job`).
 
 Examples
 --------
