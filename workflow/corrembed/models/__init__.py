@@ -24,6 +24,7 @@ from torch import nn
 
 from .checkpoints import load_checkpoint_state_dict, load_state_dict_checked
 from .features import FeatureExtractor, FunctionExtractor, final_classifier, pool_features
+from .parse import parse_model_spec
 from .preprocess import (
     DEFAULT_CROP_SIZE,
     DEFAULT_RESIZE_SIZE,
@@ -34,7 +35,7 @@ from .preprocess import (
     ReferenceTransform,
 )
 from .source import SOURCES, MissingExtraError, ModelSource, get_source, install_command
-from .spec import IMAGENET_KEYS, RUN_KEYS, SPEC_KEYS, ModelSpec, ResolvedWeights, parse_model_spec
+from .spec import IMAGENET_KEYS, RUN_KEYS, SPEC_KEYS, ModelSpec, ResolvedWeights
 from .torchvision_source import (
     RANDOM_INIT_SEED,
     available_archs,

@@ -28,6 +28,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 
 from ..errors import ConfigError
+from .spec import reject_unknown_keys
 
 TRANSFORM_KEYS = ("resize_size", "crop_size", "mean", "std", "interpolation")
 #: The fields of a description that are part of the embedding cache identity, in this order.
@@ -183,8 +184,6 @@ def validate_transform_overrides(overrides: Any, model_name: str) -> dict[str, A
     where = f"model {model_name!r} transforms"
     if not isinstance(overrides, Mapping):
         raise ConfigError(f"{where}: expected a mapping of {', '.join(TRANSFORM_KEYS)}, got {overrides!r}")
-    from .spec import reject_unknown_keys
-
     reject_unknown_keys(overrides, TRANSFORM_KEYS, where)
     clean: dict[str, Any] = {}
     for key in ("resize_size", "crop_size"):
