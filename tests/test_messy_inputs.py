@@ -34,8 +34,8 @@ from corrembed.ingest import (
     read_interactions,
 )
 from corrembed.item_embeddings import usable_item_embeddings
-from corrembed.model_check import check_model_spec
 from corrembed.models import build_transform
+from corrembed.models.checks import check_model_spec
 from corrembed.tags import catalogue_weights, category_table, interaction_weights, user_counts
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)

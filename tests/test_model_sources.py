@@ -25,7 +25,6 @@ from conftest import SHARED, require_shared
 from corrembed.embed import embed_images
 from corrembed.embedding_cache import embedding_identity, identity_key
 from corrembed.errors import ConfigError, WeightsUnavailableError
-from corrembed.model_check import check_model_spec
 from corrembed.models import (
     MissingExtraError,
     build_extractor,
@@ -35,7 +34,8 @@ from corrembed.models import (
     imagenet_metadata,
     parse_model_spec,
 )
-from corrembed.weights import ensure_weights
+from corrembed.models.checks import check_model_spec
+from corrembed.models.weights import ensure_weights
 
 timm = pytest.importorskip("timm")
 open_clip = pytest.importorskip("open_clip")

@@ -1,6 +1,6 @@
-"""corrembed.weights: the weights cache, offline errors, downloads, offline loading.
+"""corrembed.models.weights: the weights cache, offline errors, downloads, offline loading.
 
-No test touches the network: ``corrembed.weights.urlopen`` is replaced by fakes that fail like an
+No test touches the network: ``corrembed.models.weights.urlopen`` is replaced by fakes that fail like an
 offline machine or serve bytes from memory.
 """
 
@@ -14,10 +14,10 @@ import pytest
 import torch
 from torchvision.models import ResNet18_Weights, ResNet50_Weights, resnet18
 
-import corrembed.weights as weights_module
+import corrembed.models.weights as weights_module
 from corrembed.errors import ConfigError, WeightsUnavailableError
 from corrembed.models import build_model
-from corrembed.weights import download_file, ensure_weights, expected_hash_prefix, load_state_dict_offline
+from corrembed.models.weights import download_file, ensure_weights, expected_hash_prefix, load_state_dict_offline
 
 R50 = {"arch": "resnet50", "weights": "DEFAULT"}
 R18_V1 = {"arch": "resnet18", "weights": "IMAGENET1K_V1"}

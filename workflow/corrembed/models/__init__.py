@@ -34,7 +34,7 @@ from .preprocess import (
     Preprocessing,
     ReferenceTransform,
 )
-from .source import SOURCES, MissingExtraError, ModelSource, get_source, install_command
+from .source import SOURCES, MissingExtraError, ModelSource, get_source, install_command, source_of
 from .spec import IMAGENET_KEYS, RUN_KEYS, SPEC_KEYS, ModelSpec, ResolvedWeights
 from .torchvision_source import (
     RANDOM_INIT_SEED,
@@ -86,11 +86,6 @@ __all__ = [
     "torchvision_cache_file",
     "weights_unavailable_message",
 ]
-
-
-def source_of(spec: ModelSpec) -> ModelSource:
-    """The :class:`ModelSource` of a parsed spec."""
-    return get_source(spec.source, model_name=spec.name)
 
 
 def build_model(

@@ -136,3 +136,25 @@ def get_source(name: Any, *, model_name: str = "model") -> ModelSource:
                 f"installed in this environment. Install it with: {install_command(extra)}"
             )
     return importlib.import_module(SOURCES[name], __package__).SOURCE
+
+
+def source_of(spec: ModelSpec) -> ModelSource:
+    """The :class:`ModelSource` of a parsed spec.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        A parsed spec (:func:`corrembed.models.parse_model_spec`).
+
+    Returns
+    -------
+    ModelSource
+        The object of the spec's ``source`` module.
+
+    Examples
+    --------
+    >>> from corrembed.models import parse_model_spec
+    >>> source_of(parse_model_spec({"arch": "resnet18", "weights": None}, model_name="r18")).name
+    'torchvision'
+    """
+    return get_source(spec.source, model_name=spec.name)

@@ -11,7 +11,7 @@ Spec keys::
 Everything follows torchvision's public API: weights enums via ``get_model_weights`` /
 ``get_weight``, preprocessing from the public attributes of ``weights.transforms()``,
 intermediate layers via ``torchvision.models.feature_extraction``. Nothing here downloads;
-pretrained enum weights are read from the torch.hub cache that :mod:`corrembed.weights` fills.
+pretrained enum weights are read from the torch.hub cache that :mod:`corrembed.models.weights` fills.
 """
 
 from __future__ import annotations

@@ -27,10 +27,13 @@ from typing import Any
 import torch
 from torch.hub import HASH_REGEX
 
-from .errors import WeightsUnavailableError
-from .models import ModelSpec, parse_model_spec, source_of, torchvision_cache_file, weights_unavailable_message
-from .models.checkpoints import path_sha256
-from .storage import atomic_path, file_sha256
+from ..errors import WeightsUnavailableError
+from ..storage import atomic_path, file_sha256
+from .checkpoints import path_sha256
+from .parse import parse_model_spec
+from .source import source_of
+from .spec import ModelSpec
+from .torchvision_source import torchvision_cache_file, weights_unavailable_message
 
 _CHUNK = 1 << 20
 

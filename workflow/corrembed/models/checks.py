@@ -16,8 +16,11 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import WeightsUnavailableError
-from .models import ModelSpec, parse_model_spec, preprocessing, source_of
+from ..errors import WeightsUnavailableError
+from .layer_sweep import sweep_plan
+from .parse import parse_model_spec
+from .source import source_of
+from .spec import ModelSpec
 
 
 def check_model_spec(
@@ -52,7 +55,7 @@ def check_model_spec(
     spec = parse_model_spec(spec, model_name=model_name, check_files=True)
     source_of(spec).check(spec)
     try:
-        transforms = preprocessing(spec, torch_home=torch_home, hf_home=hf_home).describe()
+        transforms = source_of(spec).preprocessing(spec, torch_home=torch_home, hf_home=hf_home).describe()
     except WeightsUnavailableError:
         transforms = None  # a hub model's preprocessing config arrives with the weights step
     return {
@@ -80,8 +83,6 @@ def check_layer_sweep(spec: Mapping[str, Any] | ModelSpec, layers: list, *, mode
         Naming the model and the entry that is wrong (see
         :func:`corrembed.models.layer_sweep.sweep_plan`).
     """
-    from .models.layer_sweep import sweep_plan
-
     spec = parse_model_spec(spec, model_name=model_name, check_files=False)
     plan = sweep_plan(spec, layers)
     return {
