@@ -1,8 +1,9 @@
 """The weights cache: fetch pretrained weights before any embedding job, or explain how to.
 
 Cluster compute nodes often have no internet, so the workflow's "weights" stage runs as a
-local rule: :func:`ensure_weights` puts each model's torchvision weights file into the cache
-(torch.hub's layout, ``{torch_home}/hub/checkpoints/{basename(url)}``) and embedding jobs then
+local rule: :func:`ensure_weights` has each model's source ``fetch`` its weights into the cache
+(torchvision: torch.hub's layout, ``{torch_home}/hub/checkpoints/{basename(url)}``, downloaded
+by :func:`corrembed.models.download.download_file`) and embedding jobs then
 read it with :func:`load_state_dict_offline` / :func:`corrembed.models.build_model`, which never
 download. When a download is impossible, :class:`WeightsUnavailableError` names the exact file,
 its URL and the folder to put it in.
@@ -14,31 +15,19 @@ them with the hub offline.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
-from torch.hub import HASH_REGEX
 
 from ..errors import WeightsUnavailableError
-from ..storage import atomic_path, file_sha256
+from ..storage import file_sha256
 from .checkpoints import path_sha256
 from .parse import parse_model_spec
 from .source import source_of
 from .spec import ModelSpec
 from .torchvision_source import torchvision_cache_file, weights_unavailable_message
-
-_CHUNK = 1 << 20
-
-# Indirection so tests can simulate offline machines or serve bytes without a network.
-urlopen = urllib.request.urlopen
 
 
 def ensure_weights(
@@ -89,99 +78,41 @@ def ensure_weights(
     }
     if weights.kind == "random":
         return record
-    if weights.kind == "pretrained":
-        record.update(
-            source_of(spec).fetch(
-                spec, torch_home=torch_home, hf_home=hf_home, allow_download=allow_download, timeout=timeout
-            )
-        )
-        return record
     if weights.kind == "checkpoint":
-        path = weights.path
-        if path.is_dir():
-            record.update(path=str(path), bytes=sum(f.stat().st_size for f in path.rglob("*") if f.is_file()))
-            record["sha256"] = path_sha256(path)
-            return record
-        if not path.is_file():
-            raise WeightsUnavailableError(
-                f"model {spec.name!r}: checkpoint file {path} (weights: {weights.configured!r}) does "
-                "not exist. Copy it there, or change 'weights:' to its actual path."
-            )
-        record.update(path=str(path), bytes=path.stat().st_size, sha256=file_sha256(path))
+        record.update(checkpoint_record(spec))
         return record
-
-    enum = weights.enum
-    path = torchvision_cache_file(enum, torch_home)
-    if path.is_file() and path.stat().st_size > 0:
-        if check_hash:
-            digest = file_sha256(path)
-            prefix = expected_hash_prefix(path.name)
-            if prefix and not digest.startswith(prefix):
-                raise WeightsUnavailableError(
-                    weights_unavailable_message(
-                        spec,
-                        path,
-                        f"the cached file is corrupt (sha256 {digest[:12]}..., its name "
-                        f"says {prefix}...); delete it and run again",
-                    )
-                )
-            record["sha256"] = digest
-        record.update(path=str(path), bytes=path.stat().st_size)
-        return record
-    if not allow_download:
-        raise WeightsUnavailableError(weights_unavailable_message(spec, path, "downloads are disabled"))
-    try:
-        digest = download_file(enum.url, path, timeout=timeout, progress=progress)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise WeightsUnavailableError(
-            weights_unavailable_message(spec, path, f"download failed: {type(exc).__name__}: {exc}")
-        ) from exc
-    record.update(path=str(path), bytes=path.stat().st_size, sha256=digest)
+    fetched = source_of(spec).fetch(
+        spec,
+        torch_home=torch_home,
+        hf_home=hf_home,
+        allow_download=allow_download,
+        timeout=timeout,
+        check_hash=check_hash,
+        progress=progress,
+    )
+    record.update(fetched)
     return record
 
 
-def expected_hash_prefix(file_name: str) -> str | None:
-    """The sha256 prefix torch.hub encodes in a weights file name (``resnet50-11ad3fa6.pth``)."""
-    match = HASH_REGEX.search(file_name)
-    return match.group(1) if match and match.group(1) else None
+def checkpoint_record(spec: ModelSpec) -> dict[str, Any]:
+    """``{path, bytes, sha256}`` of a checkpoint file or folder (a folder's hash: over its files).
 
-
-def download_file(
-    url: str, path: str | os.PathLike, *, timeout: float = 10, progress: Callable[[str], None] | None = None
-) -> str:
-    """Download ``url`` to ``path`` atomically; return the hex sha256 of the bytes.
-
-    ``timeout`` bounds each network operation (unlike torch.hub's downloader, which can hang on a
-    black-holed network). If the file name carries a sha256 prefix (torch.hub's convention) the
-    bytes must match it, else ValueError and nothing is left behind. ``progress`` receives a
-    line every ~5 s (default: stderr).
+    Raises
+    ------
+    WeightsUnavailableError
+        When the file does not exist (the model and the configured path named).
     """
-    say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
-    target = Path(path)
-    prefix = expected_hash_prefix(target.name)
-    digest = hashlib.sha256()
-    say(f"downloading {url} -> {target}")
-    started = last = time.monotonic()
-    with urlopen(url, timeout=timeout) as response, atomic_path(target) as tmp:
-        total = response.headers.get("Content-Length") if getattr(response, "headers", None) else None
-        done = 0
-        with open(tmp, "wb") as out:
-            while chunk := response.read(_CHUNK):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                now = time.monotonic()
-                if now - last > 5:
-                    last = now
-                    share = f" of {int(total) / 1e6:.1f}" if total else ""
-                    say(f"  {done / 1e6:.1f}{share} MB, {done / 1e6 / (now - started):.1f} MB/s")
-        hex_digest = digest.hexdigest()
-        if prefix and not hex_digest.startswith(prefix):
-            raise ValueError(
-                f"sha256 {hex_digest[:12]}... of the downloaded bytes does not start with "
-                f"{prefix} (from the file name); the download is corrupt"
-            )
-    return hex_digest
+    weights = spec.weights
+    path = weights.path
+    if path.is_dir():
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        return {"path": str(path), "bytes": size, "sha256": path_sha256(path)}
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"model {spec.name!r}: checkpoint file {path} (weights: {weights.configured!r}) does "
+            "not exist. Copy it there, or change 'weights:' to its actual path."
+        )
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
 def load_state_dict_offline(
