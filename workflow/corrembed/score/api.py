@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .inference import _mantel
+from .inference import mantel_of
 from .options import ScoreOptions, resolve_options
-from .pearson import MAX_DENSE_SLOTS, _allpairs_pearson, _pearson_factors, _pearson_plan
-from .peranchor import _corrembed
-from .prepare import _prepared
+from .pearson import MAX_DENSE_SLOTS, allpairs_pearson_of, pearson_factors, pearson_plan
+from .peranchor import corrembed_of
+from .prepare import prepared_job
 from .results import AllPairsSpearman, CorrEmbedResult, MantelResult
-from .spearman import _allpairs_spearman
+from .spearman import allpairs_spearman_of
 
 
 def corrembed(
@@ -63,8 +63,8 @@ def corrembed(
     True
     """
     opts = resolve_options(options, overrides)
-    with _prepared(embeddings, tag_vectors, opts) as job:
-        return _corrembed(job.ops, job.anchors(), opts.include_self, job.blocks, method, opts.strategy)
+    with prepared_job(embeddings, tag_vectors, opts) as job:
+        return corrembed_of(job.ops, job.anchors(), opts.include_self, job.blocks, method, opts.strategy)
 
 
 def anchor_spearman(embeddings, tag_vectors, options: ScoreOptions | None = None, **overrides) -> CorrEmbedResult:
@@ -92,8 +92,8 @@ def allpairs_pearson(embeddings, tag_vectors, options: ScoreOptions | None = Non
     1.0
     """
     opts = resolve_options(options, overrides)
-    with _prepared(embeddings, tag_vectors, opts) as job:
-        return _allpairs_pearson(job.ops, job.blocks.pearson, opts.strategy)
+    with prepared_job(embeddings, tag_vectors, opts) as job:
+        return allpairs_pearson_of(job.ops, job.blocks.pearson, opts.strategy)
 
 
 def pearson_scores(
@@ -113,16 +113,16 @@ def pearson_scores(
     (4, 1.0)
     """
     opts = resolve_options(options, overrides, anchors="all")
-    with _prepared(embeddings, tag_vectors, opts) as job:
+    with prepared_job(embeddings, tag_vectors, opts) as job:
         ops, anchor_idx = job.ops, job.anchors()
-        anchors_factored, pairs_factored = _pearson_plan(ops, anchor_idx.size, opts.strategy)
+        anchors_factored, pairs_factored = pearson_plan(ops, anchor_idx.size, opts.strategy)
         factors = None
         if ops.tags.shape[1] <= MAX_DENSE_SLOTS:
-            factors = _pearson_factors(ops, scatter=anchors_factored or pairs_factored, centred=not anchors_factored)
-        result = _corrembed(
+            factors = pearson_factors(ops, scatter=anchors_factored or pairs_factored, centred=not anchors_factored)
+        result = corrembed_of(
             ops, anchor_idx, opts.include_self, job.blocks, "pearson", opts.strategy, factors, anchors_factored
         )
-        return result, _allpairs_pearson(ops, job.blocks.pearson, opts.strategy, factors, pairs_factored)
+        return result, allpairs_pearson_of(ops, job.blocks.pearson, opts.strategy, factors, pairs_factored)
 
 
 def mantel_test(embeddings, tag_vectors, options: ScoreOptions | None = None, **overrides) -> MantelResult:
@@ -142,9 +142,9 @@ def mantel_test(embeddings, tag_vectors, options: ScoreOptions | None = None, **
     0.01
     """
     opts = resolve_options(options, overrides, permutations=999)
-    with _prepared(embeddings, tag_vectors, opts) as job:
-        factors = _pearson_factors(job.ops, scatter=True, centred=True)
-        return _mantel(job.ops, factors, opts.permutations, opts.seed)
+    with prepared_job(embeddings, tag_vectors, opts) as job:
+        factors = pearson_factors(job.ops, scatter=True, centred=True)
+        return mantel_of(job.ops, factors, opts.permutations, opts.seed)
 
 
 def allpairs_spearman(embeddings, tag_vectors, options: ScoreOptions | None = None, **overrides) -> AllPairsSpearman:
@@ -164,5 +164,5 @@ def allpairs_spearman(embeddings, tag_vectors, options: ScoreOptions | None = No
     ('exact', 6, 1.0)
     """
     opts = resolve_options(options, overrides)
-    with _prepared(embeddings, tag_vectors, opts) as job:
-        return _allpairs_spearman(job.ops, job.blocks.pairs, opts.max_exact_pairs, opts.sample_pairs, opts.seed)
+    with prepared_job(embeddings, tag_vectors, opts) as job:
+        return allpairs_spearman_of(job.ops, job.blocks.pairs, opts.max_exact_pairs, opts.sample_pairs, opts.seed)
