@@ -24,7 +24,7 @@ from corrembed.crop_resize import (
 )
 from corrembed.image_batches import Preprocess, read_pil_pixels
 from corrembed.images import load_rgb
-from corrembed.models import build_transform
+from corrembed.models import build_transform, parse_model_spec
 
 MODES = [InterpolationMode.BILINEAR, InterpolationMode.BICUBIC, InterpolationMode.LANCZOS]
 
@@ -132,7 +132,7 @@ def test_exact_box_only_for_dyadic_scales():
 def test_real_photos_through_both_pil_decoders(fashion_dir, tmp_path: Path):
     """Real product photos upscaled to 800 x 1000 (full decode and 1/2-scale decode): the
     dataset's pixels equal the weights' own transform on the same decoded image, bit for bit."""
-    transform, _ = build_transform({"arch": "resnet18", "weights": None})
+    transform, _ = build_transform(parse_model_spec({"arch": "resnet18", "weights": None}, model_name="model"))
     preprocess = Preprocess.from_transform(transform)
     for path in sorted((fashion_dir / "images").glob("*.jpg"))[:8]:
         target = tmp_path / path.name

@@ -16,7 +16,7 @@ from torchvision.models import ResNet18_Weights, ResNet50_Weights, resnet18
 
 import corrembed.models.download as download_module
 from corrembed.errors import ConfigError, WeightsUnavailableError
-from corrembed.models import build_model
+from corrembed.models import build_model, parse_model_spec
 from corrembed.models.download import download_file, expected_hash_prefix
 from corrembed.models.weights import ensure_weights, load_state_dict_offline
 
@@ -97,7 +97,7 @@ def test_build_model_reads_the_cache_and_restores_hub_dir(tmp_path, monkeypatch)
     monkeypatch.setattr(download_module, "urlopen", _offline)
     _, state = _fake_cache_file(tmp_path)
     hub_dir_before = torch.hub.get_dir()
-    model = build_model(R18_V1, torch_home=tmp_path, model_name="r18")
+    model = build_model(parse_model_spec(R18_V1, model_name="r18"), torch_home=tmp_path)
     assert torch.hub.get_dir() == hub_dir_before
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
     assert not model.training
@@ -105,7 +105,7 @@ def test_build_model_reads_the_cache_and_restores_hub_dir(tmp_path, monkeypatch)
 
 def test_embedding_never_downloads(tmp_path):
     with pytest.raises(WeightsUnavailableError, match="resnet18-f37072fd.pth"):
-        build_model(R18_V1, torch_home=tmp_path, model_name="r18")
+        build_model(parse_model_spec(R18_V1, model_name="r18"), torch_home=tmp_path)
     with pytest.raises(WeightsUnavailableError, match="run the weights stage first"):
         load_state_dict_offline(R18_V1, tmp_path, model_name="r18")
     assert not (tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth").exists()

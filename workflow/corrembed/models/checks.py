@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import WeightsUnavailableError
+from .build import preprocessing
 from .layer_sweep import sweep_plan
 from .parse import parse_model_spec
 from .source import source_of
@@ -55,7 +56,7 @@ def check_model_spec(
     spec = parse_model_spec(spec, model_name=model_name, check_files=True)
     source_of(spec).check(spec)
     try:
-        transforms = source_of(spec).preprocessing(spec, torch_home=torch_home, hf_home=hf_home).describe()
+        transforms = preprocessing(spec, torch_home=torch_home, hf_home=hf_home).describe()
     except WeightsUnavailableError:
         transforms = None  # a hub model's preprocessing config arrives with the weights step
     return {
