@@ -50,6 +50,19 @@ def parse_model_spec(spec: Mapping[str, Any] | ModelSpec, *, model_name: str, ch
         listed), bad transform overrides or ImageNet figures, a missing ``weights:`` key (random
         init must be asked for with ``weights: null``), a missing checkpoint (``check_files``),
         or a source whose package is not installed (the ``pip install`` command is given).
+
+    Examples
+    --------
+    >>> spec = parse_model_spec({"arch": "resnet50", "weights": "DEFAULT"}, model_name="r50")
+    >>> spec.weights.resolved, spec.layer
+    ('ResNet50_Weights.IMAGENET1K_V2', 'penultimate')
+    >>> parse_model_spec(spec, model_name="r50") is spec
+    True
+    >>> try:
+    ...     parse_model_spec({"arch": "resnet5", "weights": None}, model_name="m")
+    ... except ConfigError as exc:
+    ...     print(str(exc).split(";")[0])
+    model 'm': unknown arch 'resnet5'
     """
     if isinstance(spec, ModelSpec):
         return spec

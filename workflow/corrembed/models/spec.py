@@ -96,6 +96,13 @@ class ModelSpec:
         ``"torchvision"`` (default), ``"timm"``, ``"open_clip"`` or ``"huggingface"``.
     options : dict
         Source-specific extra keys (e.g. ``trust_remote_code`` for Hugging Face).
+
+    Examples
+    --------
+    >>> from corrembed.models import parse_model_spec
+    >>> spec = parse_model_spec({"arch": "resnet18", "weights": None}, model_name="r18")
+    >>> spec.name, spec.source, spec.layer, spec.weights.kind
+    ('r18', 'torchvision', 'penultimate', 'random')
     """
 
     name: str
