@@ -34,7 +34,7 @@ from .checkpoints import path_sha256
 from .features import FunctionExtractor
 from .hub import hub_caches, hub_fetch, not_cached_error
 from .preprocess import Preprocessing
-from .spec import IMAGENET_KEYS, ModelSpec, ResolvedWeights
+from .spec import IMAGENET_KEYS, SOURCE_OPTION_KEYS, ModelSpec, ResolvedWeights
 from .torchvision_source import RANDOM_INIT_SEED, count_parameters
 
 LAYERS = ("embedding", "pooled", "cls", "mean_tokens")
@@ -89,7 +89,7 @@ class HuggingFaceSource:
     package = "transformers"
     extra = "huggingface"
     default_layer = "embedding"
-    extra_keys: tuple[str, ...] = ("trust_remote_code",)
+    extra_keys: tuple[str, ...] = SOURCE_OPTION_KEYS["huggingface"]
     arch_help = "a Hugging Face hub id such as patrickjohncyh/fashion-clip, or a local save_pretrained() folder"
     weights_help = "Write 'weights: pretrained' for the weights of arch,"
     layer_help = "'embedding' (get_image_features), 'pooled', 'cls' or 'mean_tokens'"

@@ -38,7 +38,7 @@ from .checkpoints import path_sha256
 from .features import FunctionExtractor
 from .hub import hub_caches, hub_fetch, not_cached_error
 from .preprocess import Preprocessing, single_size
-from .spec import IMAGENET_KEYS, ModelSpec, ResolvedWeights
+from .spec import IMAGENET_KEYS, SOURCE_OPTION_KEYS, ModelSpec, ResolvedWeights
 from .torchvision_source import RANDOM_INIT_SEED, checkpoint_weights, count_parameters, is_checkpoint_path
 
 HF_HUB = "hf-hub:"
@@ -135,7 +135,7 @@ class OpenClipSource:
     package = "open_clip"
     extra = "open_clip"
     default_layer = "embedding"
-    extra_keys: tuple[str, ...] = ()
+    extra_keys: tuple[str, ...] = SOURCE_OPTION_KEYS["open_clip"]
     arch_help = "an open_clip model name such as ViT-B-32 (open_clip.list_models())"
     weights_help = (
         "Write a pretrained tag (openai, laion2b_s34b_b79k; open_clip.list_pretrained_tags_by_model(arch)), "

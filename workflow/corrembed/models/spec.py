@@ -34,6 +34,20 @@ RUN_KEYS = ("precision", "decoder")
 DIAGNOSTIC_KEYS = ("layers",)
 IMAGENET_KEYS = ("acc1", "acc5", "num_params", "gflops")
 DEFAULT_SOURCE = "torchvision"
+#: Spec keys only one source understands (its ``extra_keys``), by source name.
+SOURCE_OPTION_KEYS: dict[str, tuple[str, ...]] = {
+    "torchvision": (),
+    "timm": (),
+    "open_clip": (),
+    "huggingface": ("trust_remote_code",),
+}
+#: Keys of a config model entry that change its embeddings (beside the run keys precision and
+#: decoder, which the embed rule passes on their own): what an embed job sees as its spec.
+#: ``workflow/rules/common.smk`` holds the same tuple; tests/test_spec_keys.py checks both, and
+#: every key list here, against the config schema (the source of truth).
+EMBEDDING_KEYS = tuple(key for key in SPEC_KEYS if key != "imagenet") + tuple(
+    key for keys in SOURCE_OPTION_KEYS.values() for key in keys
+)
 
 
 @dataclass(frozen=True)
@@ -87,7 +101,8 @@ class ModelSpec:
     weights : ResolvedWeights
         What the weights are.
     layer : str
-        Where embeddings are taken (source-specific names; see each source module).
+        Where embeddings are taken (source-specific names; see each source module). The
+        default when a config gives none is the source's ``default_layer`` (set by the parser).
     transform_overrides : dict
         The config's validated ``transforms:`` overrides.
     imagenet : dict
@@ -108,7 +123,7 @@ class ModelSpec:
     name: str
     arch: str
     weights: ResolvedWeights
-    layer: str = "penultimate"
+    layer: str
     transform_overrides: dict[str, Any] = field(default_factory=dict)
     imagenet: dict[str, Any] = field(default_factory=dict)
     source: str = DEFAULT_SOURCE

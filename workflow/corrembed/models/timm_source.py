@@ -35,7 +35,7 @@ from .checkpoints import state_dict_mismatch
 from .features import FunctionExtractor
 from .hub import fill_cache_instructions, hf_cache_root, hub_caches, hub_fetch, not_cached_error
 from .preprocess import Preprocessing, single_size
-from .spec import IMAGENET_KEYS, ModelSpec, ResolvedWeights
+from .spec import IMAGENET_KEYS, SOURCE_OPTION_KEYS, ModelSpec, ResolvedWeights
 from .torchvision_source import RANDOM_INIT_SEED, checkpoint_weights, count_parameters, is_checkpoint_path
 
 BLOCK_LAYER = re.compile(r"^block:(-?\d+)$")
@@ -73,7 +73,7 @@ class TimmSource:
     package = "timm"
     extra = "timm"
     default_layer = "penultimate"
-    extra_keys: tuple[str, ...] = ()
+    extra_keys: tuple[str, ...] = SOURCE_OPTION_KEYS["timm"]
     arch_help = "a timm.list_models() name, optionally with a pretrained tag: convnext_tiny.fb_in22k_ft_in1k"
     weights_help = "Write 'weights: pretrained' for the tag's hub weights, a local .safetensors/.pth checkpoint path,"
     layer_help = "'penultimate', 'output' or 'block:N' (a forward_intermediates index)"

@@ -37,7 +37,7 @@ from .checkpoints import load_checkpoint_state_dict, load_state_dict_checked
 from .download import download_file, expected_hash_prefix
 from .features import FeatureExtractor
 from .preprocess import Preprocessing, imagenet_default, single_size
-from .spec import IMAGENET_KEYS, ModelSpec, ResolvedWeights
+from .spec import IMAGENET_KEYS, SOURCE_OPTION_KEYS, ModelSpec, ResolvedWeights
 
 #: Seed of the random initialisation (``weights: null``), so random-init embeddings reproduce.
 RANDOM_INIT_SEED = 0
@@ -156,7 +156,7 @@ class TorchvisionSource:
     package = None
     extra = None
     default_layer = "penultimate"
-    extra_keys: tuple[str, ...] = ()
+    extra_keys: tuple[str, ...] = SOURCE_OPTION_KEYS["torchvision"]
     arch_help = "a torchvision model name such as resnet50"
     weights_help = (
         "Write e.g. 'weights: DEFAULT' for the recommended pretrained weights, a weights enum name "
