@@ -139,6 +139,6 @@ def test_real_photos_through_both_pil_decoders(fashion_dir, tmp_path: Path):
         Image.open(path).convert("RGB").resize((800, 1000), Image.BICUBIC).save(target, quality=90)
         for reduced in (False, True):
             rgb = load_rgb(target, max_pixels=None, reduce_to=256 if reduced else None)
-            expected = _reference(rgb, [256], 224, preprocess.interpolation).transpose(2, 0, 1)
+            expected = _reference(rgb, [256], 224, preprocess.interpolation_mode).transpose(2, 0, 1)
             got = read_pil_pixels(str(target), preprocess, reduced=reduced).numpy()
             assert np.array_equal(got, expected), (path.name, reduced)

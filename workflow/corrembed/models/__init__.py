@@ -1,10 +1,18 @@
 """Models from several libraries behind one small interface.
 
-A config model entry is parsed once into a :class:`ModelSpec` (:mod:`.spec`); its ``source``
-(:mod:`.source`: ``torchvision`` by default) builds the network, gives its preprocessing
-(:mod:`.preprocess`), its embedding extractor (:mod:`.features`), the identity of its weights
-and its ImageNet figures. The functions below are the front the rest of the package uses; each
-takes the parsed spec (:mod:`.build`): a raw config mapping is parsed once, where it enters.
+A config model entry is parsed once into a :class:`ModelSpec` (:func:`parse_model_spec`); its
+``source`` (``torchvision`` by default) builds the network, gives its preprocessing, its
+embedding extractor, the identity of its weights and its ImageNet figures. Layered: each
+module imports only modules listed before it (a source may use another source's helpers):
+
+- :mod:`.spec` the pure-data spec types and key lists; :mod:`.preprocess` the one
+  preprocessing record (:class:`Preprocessing`) and its per-image and per-batch application;
+- :mod:`.features`, :mod:`.checkpoints`, :mod:`.hub` (caches, offline mode, the one hub fetch),
+  :mod:`.download`, :mod:`.accuracy_tables`: what the sources share;
+- ``*_source.py``: one module per source; :mod:`.source` the protocol and the registry;
+- :mod:`.parse` :func:`parse_model_spec`; :mod:`.build` the front below (parsed specs only);
+- :mod:`.layer_sweep` several layers in one pass; :mod:`.weights` the weights step;
+  :mod:`.checks` the start-up checks.
 
 Example
 -------
