@@ -382,7 +382,7 @@ def embed_shard(
             missing,
             {spec.layer: cache},
             lambda: _build_extractor(spec, torch_home, target, settings, hf_home),
-            preprocess=Preprocess.from_transform(resolved_preprocessing.transform()),
+            preprocess=resolved_preprocessing,
             precision=precision,
             decoder=decoder,
             target=target,

@@ -39,7 +39,6 @@ from .embed import (
 from .embedding_cache import EmbeddingCache, embedding_identity
 from .embedding_store import Embeddings
 from .errors import CorrEmbedError
-from .image_batches import Preprocess
 from .models import ModelSpec, build_model, preprocessing
 from .models.layer_sweep import SweepPlan, build_layer_sweep, sweep_plan
 
@@ -163,7 +162,7 @@ def embed_layer_sweep(
             missing,
             {layer: caches[layer] for layer in lacking},
             build_forward,
-            preprocess=Preprocess.from_transform(resolved.transform()),
+            preprocess=resolved,
             precision=precision,
             decoder=decoder,
             target=target,

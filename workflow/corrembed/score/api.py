@@ -70,6 +70,23 @@ def corrembed(
 def anchor_spearman(embeddings, tag_vectors, options: ScoreOptions | None = None, **overrides) -> CorrEmbedResult:
     """Per-anchor Spearman variant of :func:`corrembed` (same as ``corrembed(..., method="spearman")``).
 
+    Each anchor's two similarity rows are ranked (ties averaged after rounding to
+    ``TIE_DECIMALS`` decimals) before the Pearson correlation.
+
+    Parameters
+    ----------
+    embeddings : (n, d) float array
+        One row per item (float32 and float64 kept, other numeric dtypes become float64).
+    tag_vectors : (n, t) dense array or scipy sparse matrix
+        Tag vectors, rows aligned with ``embeddings``.
+    options : ScoreOptions, optional
+        How to score; keyword ``overrides`` replace its fields.
+
+    Returns
+    -------
+    CorrEmbedResult
+        ``method == "spearman"``; ``per_anchor`` (n_anchors,) float64.
+
     Examples
     --------
     >>> x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
@@ -82,8 +99,22 @@ def anchor_spearman(embeddings, tag_vectors, options: ScoreOptions | None = None
 def allpairs_pearson(embeddings, tag_vectors, options: ScoreOptions | None = None, **overrides) -> float:
     """One Pearson correlation over all pairs i < j of the two cosine-similarity matrices.
 
-    Parameters as :func:`corrembed` (uses ``block_size``, ``memory_budget_mb``, ``strategy``,
-    ``device``, ``allow_tf32``). Returns a float (NaN when either side is constant over pairs).
+    Uses the options ``block_size``, ``memory_budget_mb``, ``strategy``, ``device`` and
+    ``allow_tf32``.
+
+    Parameters
+    ----------
+    embeddings : (n, d) float array
+        One row per item (float32 and float64 kept, other numeric dtypes become float64).
+    tag_vectors : (n, t) dense array or scipy sparse matrix
+        Tag vectors, rows aligned with ``embeddings``.
+    options : ScoreOptions, optional
+        How to score; keyword ``overrides`` replace its fields.
+
+    Returns
+    -------
+    float
+        The correlation; NaN when either side is constant over pairs.
 
     Examples
     --------
@@ -134,6 +165,21 @@ def mantel_test(embeddings, tag_vectors, options: ScoreOptions | None = None, **
     of size n x n. Permutations (``permutations``, default 999 without ``options``) come from
     ``np.random.default_rng(seed)``.
 
+    Parameters
+    ----------
+    embeddings : (n, d) float array
+        One row per item (float32 and float64 kept, other numeric dtypes become float64).
+    tag_vectors : (n, t) dense array or scipy sparse matrix
+        Tag vectors, rows aligned with ``embeddings``.
+    options : ScoreOptions, optional
+        How to score; keyword ``overrides`` replace its fields.
+
+    Returns
+    -------
+    MantelResult
+        ``statistic`` (the observed all-pairs Pearson), ``p_value``, ``permutations`` and the
+        ``null`` values, (permutations,) float64.
+
     Examples
     --------
     >>> rng = np.random.default_rng(0)
@@ -155,6 +201,20 @@ def allpairs_spearman(embeddings, tag_vectors, options: ScoreOptions | None = No
     Otherwise from ``sample_pairs`` pairs drawn uniformly with replacement (``seed``), with a
     standard error. Similarities are rounded to TIE_DECIMALS decimals before ranking; ties get
     average ranks.
+
+    Parameters
+    ----------
+    embeddings : (n, d) float array
+        One row per item (float32 and float64 kept, other numeric dtypes become float64).
+    tag_vectors : (n, t) dense array or scipy sparse matrix
+        Tag vectors, rows aligned with ``embeddings``.
+    options : ScoreOptions, optional
+        How to score; keyword ``overrides`` replace its fields.
+
+    Returns
+    -------
+    AllPairsSpearman
+        ``value``, ``method`` ("exact" or "sampled"), ``n_pairs`` and ``standard_error``.
 
     Examples
     --------
