@@ -41,6 +41,15 @@ __all__ = [
 def require_parsed(spec: Any) -> ModelSpec:
     """``spec`` itself when it is a parsed :class:`ModelSpec`; TypeError otherwise.
 
+    Parameters
+    ----------
+    spec : object
+        What a front function was given.
+
+    Returns
+    -------
+    ModelSpec
+
     Raises
     ------
     TypeError
@@ -92,8 +101,23 @@ def preprocessing(
 ) -> Preprocessing:
     """The spec's resolved eval :class:`Preprocessing` (the source's own, with ``transforms:`` overrides).
 
-    Hub models (open_clip ``hf-hub:``, Hugging Face ids) read their preprocessing config from
-    the caches the weights step filled (``torch_home``, ``hf_home``).
+    Parameters
+    ----------
+    spec : ModelSpec
+        The parsed model.
+    torch_home, hf_home : path or None
+        The caches the weights step filled: hub models (open_clip ``hf-hub:``, Hugging Face ids)
+        read their preprocessing config there.
+
+    Returns
+    -------
+    Preprocessing
+        Sizes in pixels, mean/std on the 0..1 scale.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        A hub model whose config the weights step has not fetched yet.
     """
     require_parsed(spec)
     return source_of(spec).preprocessing(spec, torch_home=torch_home, hf_home=hf_home)
@@ -106,6 +130,13 @@ def build_transform(
     hf_home: str | os.PathLike | None = None,
 ) -> tuple[ReferenceTransform, dict[str, Any]]:
     """The spec's per-image preprocessing and a plain-dict description of it.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The parsed model.
+    torch_home, hf_home : path or None
+        As :func:`preprocessing`.
 
     Returns
     -------
@@ -121,6 +152,18 @@ def build_transform(
 def build_extractor(spec: ModelSpec, model: nn.Module) -> nn.Module:
     """A module mapping (b, 3, H, W) float inputs to (b, dim) float32 embeddings at the spec's layer.
 
+    Parameters
+    ----------
+    spec : ModelSpec
+        The parsed model (its ``layer``).
+    model : nn.Module
+        Its network (:func:`build_model`).
+
+    Returns
+    -------
+    nn.Module
+        The extractor (spatial maps are globally average-pooled).
+
     Raises
     ------
     ConfigError
@@ -132,6 +175,11 @@ def build_extractor(spec: ModelSpec, model: nn.Module) -> nn.Module:
 
 def imagenet_metadata(spec: ModelSpec) -> dict[str, Any]:
     """ImageNet-1k facts of a spec, without downloading anything.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The parsed model.
 
     Returns
     -------
@@ -148,6 +196,11 @@ def imagenet_metadata(spec: ModelSpec) -> dict[str, Any]:
 
 def imagenet_acc1_kind(spec: ModelSpec) -> str:
     """What the ImageNet top-1 of :func:`imagenet_metadata` is.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The parsed model.
 
     Returns
     -------

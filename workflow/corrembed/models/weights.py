@@ -59,9 +59,37 @@ def ensure_weights(
       sha256 is recorded (a folder's: over its files' names and hashes).
     - random init: nothing to fetch.
 
-    Returns ``{model, arch, weights, resolved, kind, path, bytes, sha256}`` (``path``/``bytes``
-    /``sha256`` None where they do not apply; ``sha256`` is computed for checkpoints, and for
-    enum files only with ``check_hash``).
+    Parameters
+    ----------
+    spec : ModelSpec or mapping
+        The model; a config mapping is parsed here (a missing checkpoint is then reported as
+        unavailable weights, not as a config error).
+    torch_home : path
+        The weights cache root.
+    model_name : str
+        The config key of the model, named in every message.
+    allow_download : bool
+        False: anything not cached is an error (nothing contacted).
+    timeout : float
+        Seconds per network operation (and for the hub probe).
+    check_hash : bool
+        Check a cached torchvision file's sha256 against the prefix in its name.
+    progress : callable or None
+        Receives download progress lines (default: stderr).
+    hf_home : path or None
+        The Hugging Face cache (default ``{torch_home}/huggingface``).
+
+    Returns
+    -------
+    dict
+        ``{model, arch, weights, resolved, kind, path, bytes, sha256}`` (``path``/``bytes``
+        /``sha256`` None where they do not apply; ``sha256`` is computed for checkpoints, and
+        for enum files only with ``check_hash``), plus what the source's ``fetch`` adds.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        The weights cannot be made available (offline, disabled, bad hash, missing file).
     """
     # A missing checkpoint is reported below as unavailable weights, not as a config typo.
     spec = parse_model_spec(spec, model_name=model_name, check_files=False)
@@ -120,9 +148,29 @@ def load_state_dict_offline(
 ) -> dict[str, torch.Tensor]:
     """The state dict of the spec's enum weights from the cache; never downloads.
 
-    Raises :class:`WeightsUnavailableError` (same message as :func:`ensure_weights`) when the
-    file is not there. To build a ready model use :func:`corrembed.models.build_model`, which
-    also applies torchvision's weight-dependent builder arguments.
+    To build a ready model use :func:`corrembed.models.build_model`, which also applies
+    torchvision's weight-dependent builder arguments.
+
+    Parameters
+    ----------
+    spec : ModelSpec or mapping
+        A model with torchvision enum weights (a mapping is parsed here).
+    torch_home : path
+        The weights cache root.
+    model_name : str
+        The config key of the model.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        The state dict, on the CPU.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        When the file is not there (same message as :func:`ensure_weights`).
+    ValueError
+        When the weights are not a torchvision enum.
     """
     spec = parse_model_spec(spec, model_name=model_name)
     if spec.weights.kind != "torchvision":
