@@ -115,9 +115,9 @@ def run_case(
 
     from corrembed.embed import PRECISIONS, embed_images, resolve_device
     from corrembed.images.batches import ImageFileDataset, Preprocess, collate_images
-    from corrembed.models import FeatureExtractor, build_model, build_transform
+    from corrembed.models import FeatureExtractor, build_model, build_transform, parse_model_spec
 
-    spec = {"arch": arch, "weights": None}
+    spec = parse_model_spec({"arch": arch, "weights": None}, model_name=arch)
     paths = sorted(Path(image_dir).glob("*.jpg"))[:n_images]
     table = images_table(paths)
     transform, _ = build_transform(spec)

@@ -105,7 +105,7 @@ def _run_case(case: str, data_dir: Path, repeat: int, device: str = "cpu") -> di
     from scipy.stats import pearsonr
 
     from corrembed import score
-    from corrembed.score.prepare import _blocks, _normalize_dense_rows
+    from corrembed.score.prepare import block_sizes, normalize_dense_rows
 
     x = np.load(data_dir / "x.npy")
     tags = sp.load_npz(data_dir / "tags.npz").tocsr()
@@ -121,8 +121,8 @@ def _run_case(case: str, data_dir: Path, repeat: int, device: str = "cpu") -> di
             sync = torch.cuda.synchronize
 
     if case == "bare":
-        block = _blocks(None, n).pearson
-        xn = _normalize_dense_rows(x)
+        block = block_sizes(None, n).pearson
+        xn = normalize_dense_rows(x)
         if device != "cpu":
             xn = torch.from_numpy(xn).to(torch_device)
 
@@ -147,7 +147,7 @@ def _run_case(case: str, data_dir: Path, repeat: int, device: str = "cpu") -> di
         def fn():
             # Setup once (not extrapolated), then one anchor at a time (scaled to n anchors).
             start = time.perf_counter()
-            xn = _normalize_dense_rows(x)
+            xn = normalize_dense_rows(x)
             norms = np.sqrt(np.asarray(tags.multiply(tags).sum(axis=1)).ravel())
             tn = sp.csr_matrix(sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ tags)
             keep = np.ones(n, dtype=bool)

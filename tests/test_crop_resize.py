@@ -24,7 +24,7 @@ from corrembed.images.crop_resize import (
     vertical_first,
 )
 from corrembed.images.decode import load_rgb
-from corrembed.models import build_transform
+from corrembed.models import build_transform, parse_model_spec
 
 MODES = [InterpolationMode.BILINEAR, InterpolationMode.BICUBIC, InterpolationMode.LANCZOS]
 
@@ -132,13 +132,13 @@ def test_exact_box_only_for_dyadic_scales():
 def test_real_photos_through_both_pil_decoders(fashion_dir, tmp_path: Path):
     """Real product photos upscaled to 800 x 1000 (full decode and 1/2-scale decode): the
     dataset's pixels equal the weights' own transform on the same decoded image, bit for bit."""
-    transform, _ = build_transform({"arch": "resnet18", "weights": None})
+    transform, _ = build_transform(parse_model_spec({"arch": "resnet18", "weights": None}, model_name="model"))
     preprocess = Preprocess.from_transform(transform)
     for path in sorted((fashion_dir / "images").glob("*.jpg"))[:8]:
         target = tmp_path / path.name
         Image.open(path).convert("RGB").resize((800, 1000), Image.BICUBIC).save(target, quality=90)
         for reduced in (False, True):
             rgb = load_rgb(target, max_pixels=None, reduce_to=256 if reduced else None)
-            expected = _reference(rgb, [256], 224, preprocess.interpolation).transpose(2, 0, 1)
+            expected = _reference(rgb, [256], 224, preprocess.interpolation_mode).transpose(2, 0, 1)
             got = read_pil_pixels(str(target), preprocess, reduced=reduced).numpy()
             assert np.array_equal(got, expected), (path.name, reduced)

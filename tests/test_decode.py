@@ -24,7 +24,7 @@ from corrembed.images.batches import ImageFileDataset, Preprocess, collate_image
 from corrembed.images.decode import ImageReadError, jpeg_scale, read_image
 from corrembed.ingest import ingest_catalogue
 from corrembed.ingest.image_checks import check_image
-from corrembed.models import build_transform
+from corrembed.models import build_transform, parse_model_spec
 from corrembed.records import EmbeddingMeta
 from corrembed.storage import file_sha256
 from corrembed.summary.table import summary_table
@@ -34,7 +34,7 @@ SPEC = {"arch": "resnet18", "weights": None}
 
 @pytest.fixture(scope="module")
 def preprocess() -> Preprocess:
-    transform, _ = build_transform(SPEC)
+    transform, _ = build_transform(parse_model_spec(SPEC, model_name="model"))
     return Preprocess.from_transform(transform)  # resize 256, crop 224
 
 

@@ -22,7 +22,7 @@ from torchvision.models import resnet18
 from corrembed.embed import embed_images, progress_line, resolve_device
 from corrembed.embed.store import read_embeddings, read_meta
 from corrembed.errors import ConfigError, CorrEmbedError
-from corrembed.models import build_model, build_transform
+from corrembed.models import build_model, build_transform, parse_model_spec
 
 # Small crops keep the CPU tests fast; the override path is exercised on the way.
 RANDOM_R18 = {"arch": "resnet18", "weights": None, "transforms": {"resize_size": 128, "crop_size": 112}}
@@ -97,8 +97,8 @@ def test_shard_columns_types_and_order(jpeg_images, random_r18_run):
 def test_embeddings_equal_image_by_image_oracle(jpeg_images, random_r18_run):
     out, _, _ = random_r18_run
     vectors = read_embeddings(out).vectors
-    model = build_model(RANDOM_R18)
-    transform, _ = build_transform(RANDOM_R18)
+    model = build_model(parse_model_spec(RANDOM_R18, model_name="model"))
+    transform, _ = build_transform(parse_model_spec(RANDOM_R18, model_name="model"))
     with torch.inference_mode():
         rows = []
         for path in jpeg_images["image"]:
@@ -175,8 +175,8 @@ def test_enum_weights_from_cache_and_graph_node_layer(jpeg_images, tmp_path):
     }
     assert meta["transforms"]["base"] == "ResNet18_Weights.IMAGENET1K_V1.transforms()"
     assert meta["dim"] == 128 and meta["layer"] == "layer2"
-    model = build_model(spec, torch_home=tmp_path / "th")
-    transform, _ = build_transform(spec)
+    model = build_model(parse_model_spec(spec, model_name="model"), torch_home=tmp_path / "th")
+    transform, _ = build_transform(parse_model_spec(spec, model_name="model"))
     with torch.inference_mode():
         x = torch.stack([transform(Image.open(p).convert("RGB")) for p in images["image"]])
         h = model.maxpool(model.relu(model.bn1(model.conv1(x))))
@@ -235,8 +235,8 @@ def test_real_checkpoint_on_real_images(mobilenet_checkpoint, fashion_dir, tmp_p
     # Averages of ReLU6 activations: within [0, 6], and real features are not all zero.
     assert vectors.min() >= 0 and vectors.max() <= 6 and (vectors > 0).mean() > 0.3
     # The pretrained head applied to the stored features gives the model's own logits.
-    model = build_model(spec)
-    transform, _ = build_transform(spec)
+    model = build_model(parse_model_spec(spec, model_name="model"))
+    transform, _ = build_transform(parse_model_spec(spec, model_name="model"))
     with torch.inference_mode():
         x = torch.stack([transform(Image.open(p).convert("RGB")) for p in images["image"]])
         logits = model(x)
@@ -271,7 +271,7 @@ def test_cuda_matches_cpu(jpeg_images, random_r18_run, tmp_path):
 def test_split_preprocessing_equals_the_weights_transform_bit_for_bit(jpeg_images):
     from corrembed.images.batches import Preprocess, collate_images, read_pil_pixels
 
-    transform, _ = build_transform({"arch": "resnet18", "weights": None})
+    transform, _ = build_transform(parse_model_spec({"arch": "resnet18", "weights": None}, model_name="model"))
     preprocess = Preprocess.from_transform(transform)
     paths = jpeg_images["image"].to_list()[:5]
     batch = collate_images([("pixels", read_pil_pixels(p, preprocess), 1) for p in paths])
@@ -308,7 +308,7 @@ def test_torchvision_decoder_close_to_pil_and_falls_back(jpeg_images, tmp_path):
     source.save(rotated, quality=95, exif=exif.tobytes())
     paths = [*jpeg_images["image"].to_list()[:4], str(png), str(rotated)]
     assert jpeg_orientation(rotated.read_bytes()) == 6 and jpeg_orientation(png.read_bytes()) is None
-    preprocess = Preprocess.from_transform(build_transform(RANDOM_R18)[0])
+    preprocess = Preprocess.from_transform(build_transform(parse_model_spec(RANDOM_R18, model_name="model"))[0])
     pil = ImageFileDataset(paths, preprocess, decoder="pil")
     tv = ImageFileDataset(paths, preprocess, decoder="torchvision")
     for k in range(len(paths)):

@@ -13,8 +13,8 @@ import yaml
 
 from conftest import FASHION_DIR, REPO, require_shared
 from corrembed.errors import WeightsUnavailableError
-from corrembed.model_check import check_model_spec
-from corrembed.weights import ensure_weights
+from corrembed.models.checks import check_model_spec
+from corrembed.models.weights import ensure_weights
 from workflow_runner import check, snakemake, write_config
 
 PAPER = yaml.safe_load((REPO / "examples" / "paper-comparison.yaml").read_text(encoding="utf-8"))

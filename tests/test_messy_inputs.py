@@ -33,8 +33,8 @@ from corrembed.ingest import (
     ingest_catalogue,
     read_interactions,
 )
-from corrembed.model_check import check_model_spec
-from corrembed.models import build_transform
+from corrembed.models import build_transform, parse_model_spec
+from corrembed.models.checks import check_model_spec
 from corrembed.tags import catalogue_weights, category_table, interaction_weights, user_counts
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
@@ -185,7 +185,9 @@ def test_decompression_bomb_guard_is_configurable(corpus, tmp_path):
 
 
 def test_tiny_images_are_upscaled_by_the_model_transform_or_set_aside(corpus, tmp_path):
-    transform, description = build_transform({"arch": "resnet18", "weights": None})
+    transform, description = build_transform(
+        parse_model_spec({"arch": "resnet18", "weights": None}, model_name="model")
+    )
     tensor = transform(load_rgb(corpus["tiny"]))
     assert tensor.shape == (3, description["crop_size"], description["crop_size"])
     assert torch.isfinite(tensor).all()
@@ -204,7 +206,7 @@ def test_embed_dataset_decodes_exactly_like_ingest(corpus):
     # The embed stage's pixels, normalized, equal the weights' own transform applied to what
     # ingest decoded: one decoder (load_rgb) for both stages, bit for bit.
     spec = {"arch": "resnet18", "weights": None, "transforms": {"resize_size": 12, "crop_size": 8}}
-    transform, _ = build_transform(spec, model_name="m")
+    transform, _ = build_transform(parse_model_spec(spec, model_name="m"))
     preprocess = Preprocess.from_transform(transform)
     names = ["rgb", "rgba", "palette", "gray16", "cmyk", "exif", "gif"]
     dataset = ImageFileDataset([str(corpus[n]) for n in names], preprocess)

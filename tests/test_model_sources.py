@@ -25,7 +25,6 @@ from conftest import SHARED, require_shared
 from corrembed.embed import embed_images
 from corrembed.embed.cache import embedding_identity, identity_key
 from corrembed.errors import ConfigError, WeightsUnavailableError
-from corrembed.model_check import check_model_spec
 from corrembed.models import (
     MissingExtraError,
     build_extractor,
@@ -35,7 +34,8 @@ from corrembed.models import (
     imagenet_metadata,
     parse_model_spec,
 )
-from corrembed.weights import ensure_weights
+from corrembed.models.checks import check_model_spec
+from corrembed.models.weights import ensure_weights
 
 timm = pytest.importorskip("timm")
 open_clip = pytest.importorskip("open_clip")
@@ -286,7 +286,9 @@ def _csv_rows(name: str) -> list[dict]:
 
 def test_timm_accuracy_from_the_published_table_by_name_and_tag():
     row = next(r for r in _csv_rows("timm-results-imagenet.csv") if r["model"] == "tf_efficientnet_lite0.in1k")
-    spec = {"source": "timm", "arch": "tf_efficientnet_lite0", "weights": "pretrained"}
+    spec = parse_model_spec(
+        {"source": "timm", "arch": "tf_efficientnet_lite0", "weights": "pretrained"}, model_name="model"
+    )
     values = imagenet_metadata(spec)
     assert values["acc1"] == float(row["top1"]) and values["acc5"] == float(row["top5"])
     assert imagenet_acc1_kind(spec) == "supervised"
@@ -304,10 +306,15 @@ def test_open_clip_accuracy_is_zero_shot_from_its_table():
     row = next(
         r for r in _csv_rows("open_clip-zeroshot-results.csv") if (r["name"], r["pretrained"]) == ("ViT-B-32", "openai")
     )
-    spec = {"source": "open_clip", "arch": "ViT-B-32", "weights": "openai"}
+    spec = parse_model_spec({"source": "open_clip", "arch": "ViT-B-32", "weights": "openai"}, model_name="model")
     assert imagenet_metadata(spec)["acc1"] == pytest.approx(100 * float(row["ImageNet 1k"]))
     assert imagenet_acc1_kind(spec) == "zero-shot"
-    assert imagenet_acc1_kind({"source": "open_clip", "arch": "ViT-B-32", "weights": None}) == ""
+    assert (
+        imagenet_acc1_kind(
+            parse_model_spec({"source": "open_clip", "arch": "ViT-B-32", "weights": None}, model_name="model")
+        )
+        == ""
+    )
 
 
 # --------------------------------------------------------------------------- open_clip, Hugging Face

@@ -37,7 +37,7 @@ def _x(size: int = 64, batch: int = 2, seed: int = 0) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def resnet18_random():
-    return build_model({"arch": "resnet18", "weights": None})
+    return build_model(parse_model_spec({"arch": "resnet18", "weights": None}, model_name="model"))
 
 
 # --------------------------------------------------------------------------- spec errors
@@ -91,7 +91,7 @@ def test_checkpoint_of_other_arch_names_missing_keys(tmp_path):
     path = tmp_path / "r18.pth"
     torch.save(resnet18().state_dict(), path)
     with pytest.raises(ConfigError) as err:
-        build_model({"arch": "resnet34", "weights": str(path)}, model_name="r34")
+        build_model(parse_model_spec({"arch": "resnet34", "weights": str(path)}, model_name="r34"))
     message = str(err.value)
     assert "'r34'" in message and "r18.pth" in message and "resnet34" in message
     assert "missing" in message and "layer1.2.conv1.weight" in message
@@ -101,7 +101,7 @@ def test_checkpoint_with_other_head_names_shape_mismatch(tmp_path):
     path = tmp_path / "mnv2_10.pth"
     torch.save(mobilenet_v2(num_classes=10).state_dict(), path)
     with pytest.raises(ConfigError) as err:
-        build_model({"arch": "mobilenet_v2", "weights": str(path)}, model_name="m")
+        build_model(parse_model_spec({"arch": "mobilenet_v2", "weights": str(path)}, model_name="m"))
     message = str(err.value)
     assert "shape mismatch" in message and "classifier.1.weight" in message
     assert "(10, 1280)" in message and "(1000, 1280)" in message
@@ -113,14 +113,14 @@ def test_checkpoint_with_unexpected_keys(tmp_path):
     path = tmp_path / "extra.pt"
     torch.save(state, path)
     with pytest.raises(ConfigError, match=r"1 unexpected: extra\.weight"):
-        build_model({"arch": "resnet18", "weights": str(path)}, model_name="m")
+        build_model(parse_model_spec({"arch": "resnet18", "weights": str(path)}, model_name="m"))
 
 
 def test_non_state_dict_checkpoint(tmp_path):
     path = tmp_path / "junk.pth"
     path.write_bytes(b"not a torch file")
     with pytest.raises(ConfigError, match="cannot read checkpoint"):
-        build_model({"arch": "resnet18", "weights": str(path)}, model_name="m")
+        build_model(parse_model_spec({"arch": "resnet18", "weights": str(path)}, model_name="m"))
 
 
 @pytest.mark.parametrize("wrap", ["plain", "state_dict", "model", "module_prefix"])
@@ -135,7 +135,7 @@ def test_checkpoint_wrappings_load_exactly(tmp_path, wrap):
     }[wrap]
     path = tmp_path / "ckpt.pth"
     torch.save(payload, path)
-    model = build_model({"arch": "resnet18", "weights": str(path)}, model_name="m")
+    model = build_model(parse_model_spec({"arch": "resnet18", "weights": str(path)}, model_name="m"))
     loaded = model.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
     assert not model.training
@@ -145,8 +145,8 @@ def test_random_init_is_seeded_and_leaves_global_rng_alone():
     torch.manual_seed(123)
     expected_next = torch.rand(3)
     torch.manual_seed(123)
-    a = build_model({"arch": "resnet18", "weights": None})
-    b = build_model({"arch": "resnet18", "weights": None})
+    a = build_model(parse_model_spec({"arch": "resnet18", "weights": None}, model_name="model"))
+    b = build_model(parse_model_spec({"arch": "resnet18", "weights": None}, model_name="model"))
     assert torch.equal(torch.rand(3), expected_next)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
@@ -167,7 +167,9 @@ def test_random_init_is_seeded_and_leaves_global_rng_alone():
     ],
 )
 def test_penultimate_dims(arch, dim, size):
-    extractor = FeatureExtractor(build_model({"arch": arch, "weights": None}), "penultimate")
+    extractor = FeatureExtractor(
+        build_model(parse_model_spec({"arch": arch, "weights": None}, model_name="model")), "penultimate"
+    )
     with torch.inference_mode():
         features = extractor(_x(size, batch=2))
     assert features.shape == (2, dim) and features.dtype == torch.float32
@@ -185,7 +187,7 @@ def test_penultimate_resnet18_equals_manual_forward(resnet18_random):
 
 
 def test_penultimate_mobilenet_v2_equals_features_pool_flatten():
-    m = build_model({"arch": "mobilenet_v2", "weights": None})
+    m = build_model(parse_model_spec({"arch": "mobilenet_v2", "weights": None}, model_name="model"))
     x = _x(64, batch=2, seed=1)
     with torch.inference_mode():
         expected = torch.flatten(torch.nn.functional.adaptive_avg_pool2d(m.features(x), 1), 1)
@@ -194,7 +196,7 @@ def test_penultimate_mobilenet_v2_equals_features_pool_flatten():
 
 
 def test_penultimate_squeezenet_is_pooled_input_of_final_conv():
-    m = build_model({"arch": "squeezenet1_0", "weights": None})
+    m = build_model(parse_model_spec({"arch": "squeezenet1_0", "weights": None}, model_name="model"))
     extractor = FeatureExtractor(m, "penultimate")
     assert extractor.classifier_name == "classifier.1"
     x = _x(64, batch=2, seed=2)
@@ -225,7 +227,7 @@ def test_graph_node_layer_is_global_average_pooled(resnet18_random):
 
 def test_swin_channels_last_node_pools_over_space():
     # Swin's "norm" node is (b, H, W, C); pooled over H, W it is exactly the head's input.
-    m = build_model({"arch": "swin_t", "weights": None})
+    m = build_model(parse_model_spec({"arch": "swin_t", "weights": None}, model_name="model"))
     x = _x(64, batch=2, seed=5)
     with torch.inference_mode():
         at_norm = FeatureExtractor(m, "norm")(x)
@@ -258,7 +260,9 @@ def test_pool_features_shapes():
 
 
 def test_enum_transforms_are_the_weights_own():
-    transform, description = build_transform({"arch": "resnet50", "weights": "IMAGENET1K_V2"})
+    transform, description = build_transform(
+        parse_model_spec({"arch": "resnet50", "weights": "IMAGENET1K_V2"}, model_name="model")
+    )
     assert description["resize_size"] == 232 and description["crop_size"] == 224
     assert description["interpolation"] == "bilinear"
     assert description["mean"] == pytest.approx([0.485, 0.456, 0.406])
@@ -278,10 +282,15 @@ def test_checkpoint_transform_overrides_mean_std(tmp_path):
     torch.save(mobilenet_v2().state_dict(), path)
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 260, 3), dtype=np.uint8))
     plain, plain_description = build_transform(
-        {"arch": "mobilenet_v2", "weights": str(path), "transforms": {"mean": 0.0, "std": 1.0}}
+        parse_model_spec(
+            {"arch": "mobilenet_v2", "weights": str(path), "transforms": {"mean": 0.0, "std": 1.0}}, model_name="model"
+        )
     )
     half, description = build_transform(
-        {"arch": "mobilenet_v2", "weights": str(path), "transforms": {"mean": 0.5, "std": [0.5, 0.5, 0.5]}}
+        parse_model_spec(
+            {"arch": "mobilenet_v2", "weights": str(path), "transforms": {"mean": 0.5, "std": [0.5, 0.5, 0.5]}},
+            model_name="model",
+        )
     )
     assert description["mean"] == [0.5] * 3 and description["std"] == [0.5] * 3
     assert description["overrides"] == {"mean": [0.5] * 3, "std": [0.5] * 3}
@@ -294,11 +303,14 @@ def test_checkpoint_transform_overrides_mean_std(tmp_path):
 
 def test_random_init_transform_size_and_interpolation_overrides():
     transform, description = build_transform(
-        {
-            "arch": "resnet18",
-            "weights": None,
-            "transforms": {"resize_size": 160, "crop_size": 128, "interpolation": "bicubic"},
-        }
+        parse_model_spec(
+            {
+                "arch": "resnet18",
+                "weights": None,
+                "transforms": {"resize_size": 160, "crop_size": 128, "interpolation": "bicubic"},
+            },
+            model_name="model",
+        )
     )
     assert description["mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert (description["resize_size"], description["crop_size"]) == (160, 128)
@@ -318,21 +330,23 @@ def test_random_init_transform_size_and_interpolation_overrides():
 )
 def test_bad_transform_overrides(overrides, pattern):
     with pytest.raises(ConfigError, match=pattern):
-        build_transform({"arch": "resnet18", "weights": None, "transforms": overrides}, model_name="m")
+        build_transform(
+            parse_model_spec({"arch": "resnet18", "weights": None, "transforms": overrides}, model_name="m")
+        )
 
 
 # --------------------------------------------------------------------------- ImageNet metadata
 
 
 def test_imagenet_metadata_from_weights_meta():
-    values = imagenet_metadata({"arch": "resnet50", "weights": "IMAGENET1K_V2"})
+    values = imagenet_metadata(parse_model_spec({"arch": "resnet50", "weights": "IMAGENET1K_V2"}, model_name="model"))
     assert values == {"acc1": 80.858, "acc5": 95.434, "num_params": 25557032, "gflops": 4.089}
-    v1 = imagenet_metadata({"arch": "resnet50", "weights": "IMAGENET1K_V1"})
+    v1 = imagenet_metadata(parse_model_spec({"arch": "resnet50", "weights": "IMAGENET1K_V1"}, model_name="model"))
     assert v1["acc1"] == 76.13
 
 
 def test_imagenet_metadata_random_counts_parameters():
-    values = imagenet_metadata({"arch": "resnet50", "weights": None})
+    values = imagenet_metadata(parse_model_spec({"arch": "resnet50", "weights": None}, model_name="model"))
     # torchvision's published count for the same architecture is an independent check.
     assert values == {
         "acc1": None,
@@ -341,7 +355,7 @@ def test_imagenet_metadata_random_counts_parameters():
         "gflops": None,
     }
     # RegNet builders cannot run on the meta device: the fallback must count the same way.
-    regnet = imagenet_metadata({"arch": "regnet_y_400mf", "weights": None})
+    regnet = imagenet_metadata(parse_model_spec({"arch": "regnet_y_400mf", "weights": None}, model_name="model"))
     assert regnet["num_params"] == RegNet_Y_400MF_Weights.IMAGENET1K_V1.meta["num_params"]
 
 
@@ -349,7 +363,10 @@ def test_imagenet_metadata_checkpoint_from_config(tmp_path):
     path = tmp_path / "mnv2.pth"
     torch.save(mobilenet_v2().state_dict(), path)
     values = imagenet_metadata(
-        {"arch": "mobilenet_v2", "weights": str(path), "imagenet": {"acc1": 70.8, "gflops": 0.3}}
+        parse_model_spec(
+            {"arch": "mobilenet_v2", "weights": str(path), "imagenet": {"acc1": 70.8, "gflops": 0.3}},
+            model_name="model",
+        )
     )
     expected_params = sum(p.numel() for p in get_model("mobilenet_v2").parameters())
     assert values == {"acc1": 70.8, "acc5": None, "num_params": expected_params, "gflops": 0.3}

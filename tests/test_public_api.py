@@ -54,19 +54,7 @@ def test_auto_device_needs_no_separate_resolve_call():
 
 #: Public names whose example H20b's branch adds (issue 20's score and model half); strict, so
 #: the merge that brings the examples must drop them from here.
-EXAMPLES_PENDING = {"ScoreReport", "CorrEmbedResult", "ModelSpec", "parse_model_spec"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            n, marks=pytest.mark.xfail(n in EXAMPLES_PENDING, reason="example added on H20b's branch", strict=True)
-        )
-        for n in corrembed.__all__
-        if n != "__version__"
-    ],
-)
+@pytest.mark.parametrize("name", [n for n in corrembed.__all__ if n != "__version__"])
 def test_every_public_name_has_a_numpydoc_example_that_runs(name):
     obj = getattr(corrembed, name)
     assert "Examples\n" in inspect.cleandoc(obj.__doc__ or ""), f"corrembed.{name} has no numpydoc Examples section"

@@ -17,7 +17,7 @@ from scipy.stats import pearsonr, spearmanr
 from corrembed import score
 from corrembed.errors import ScoringError
 from corrembed.records import ScoreRecord
-from corrembed.score import backends, pearson, prepare, threads
+from corrembed.score import backends, pearson, prepare, tag_layout, threads
 from corrembed.score.files import write_score
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -163,8 +163,8 @@ def test_blocked_triangular_quadratic_forms_match_direct(seed, b, d, dtype):
     y = rng.standard_normal((d + 5, d))
     scatter = y.T @ y  # symmetric positive semi-definite, like C
     xa = rng.standard_normal((b, d)).astype(dtype)
-    be = backends._NumpyBackend()
-    got = pearson._quadratic_forms(be, xa, pearson._half_upper(scatter, be, xa))
+    be = backends.NumpyBackend()
+    got = pearson.quadratic_forms(be, xa, pearson.half_upper(scatter, be, xa))
     x64 = xa.astype(np.float64)
     expected = np.einsum("ij,jk,ik->i", x64, scatter, x64)
     tol = 1e-9 if dtype == np.float64 else 2e-5
@@ -174,10 +174,10 @@ def test_blocked_triangular_quadratic_forms_match_direct(seed, b, d, dtype):
 
 def test_scatter_chunks_and_pass_threads_do_not_change_results(monkeypatch):
     x, tags = make_data(n=257, d=7, t=20, seed=4)
-    ops = prepare._prepare(x, tags)
-    one = pearson._pearson_factors(ops, scatter=True, centred=True, chunk=10_000)
+    ops = prepare.prepare_operands(x, tags)
+    one = pearson.pearson_factors(ops, scatter=True, centred=True, chunk=10_000)
     monkeypatch.setattr(threads, "_MIN_ROWS_PER_THREAD", 10)  # several threads per chunk
-    many = pearson._pearson_factors(ops, scatter=True, centred=True, chunk=50)
+    many = pearson.pearson_factors(ops, scatter=True, centred=True, chunk=50)
     for name in ("x_mean", "cross", "scatter_t", "scatter_x", "x_centred", "x_dot_mean"):
         np.testing.assert_allclose(getattr(many, name), getattr(one, name), rtol=0, atol=1e-12, err_msg=name)
 
@@ -185,7 +185,7 @@ def test_scatter_chunks_and_pass_threads_do_not_change_results(monkeypatch):
 def test_map_rows_covers_the_range_in_order(monkeypatch):
     monkeypatch.setattr(threads, "_MIN_ROWS_PER_THREAD", 3)
     for start, stop in ((0, 0), (0, 2), (5, 6), (0, 100), (7, 1000)):
-        ranges = threads._map_rows(lambda a, b: (a, b), start, stop)
+        ranges = threads.map_rows(lambda a, b: (a, b), start, stop)
         assert ranges[0][0] == start and ranges[-1][1] == stop
         assert all(prev[1] == nxt[0] for prev, nxt in zip(ranges, ranges[1:]))
 
@@ -224,10 +224,10 @@ def test_huge_finite_embedding_values_are_normalized_not_rejected():
 
 def test_auto_strategy_equals_both_forced_strategies():
     x, tags = make_data(n=400, d=6, t=30, seed=3)
-    ops = prepare._prepare(x, tags)
-    assert pearson._use_factored(ops, 400, "auto")  # d << n: factored is cheaper
-    wide = prepare._prepare(np.random.default_rng(0).standard_normal((50, 4096)), tags[:50])
-    assert not pearson._use_factored(wide, 50, "auto")
+    ops = prepare.prepare_operands(x, tags)
+    assert pearson.use_factored(ops, 400, "auto")  # d << n: factored is cheaper
+    wide = prepare.prepare_operands(np.random.default_rng(0).standard_normal((50, 4096)), tags[:50])
+    assert not pearson.use_factored(wide, 50, "auto")
     results = [score.corrembed(x, tags, anchors=150, strategy=s).per_anchor for s in ("auto", "blockwise", "factored")]
     np.testing.assert_allclose(results[0], results[1], atol=1e-12)
     np.testing.assert_allclose(results[0], results[2], atol=1e-12)
@@ -236,12 +236,12 @@ def test_auto_strategy_equals_both_forced_strategies():
 def test_joint_plan_shares_one_scatter_between_anchors_and_all_pairs():
     rng = np.random.default_rng(8)
     x, tags = rng.standard_normal((60, 64)), (rng.random((60, 10)) < 0.3) * 1.0
-    ops = prepare._prepare(x, tags)
+    ops = prepare.prepare_operands(x, tags)
     # Alone, per-anchor Pearson is (just) cheaper blockwise; with the all-pairs Pearson also
     # needing the scatter, both factored is the cheapest plan.
-    assert not pearson._use_factored(ops, 60, "auto")
-    assert pearson._pearson_plan(ops, 60, "auto") == (True, True)
-    assert pearson._pearson_plan(ops, 60, "blockwise") == (False, False)
+    assert not pearson.use_factored(ops, 60, "auto")
+    assert pearson.pearson_plan(ops, 60, "auto") == (True, True)
+    assert pearson.pearson_plan(ops, 60, "blockwise") == (False, False)
     auto, auto_pairs = score.pearson_scores(x, tags)
     forced, forced_pairs = score.pearson_scores(x, tags, strategy="blockwise")
     assert_same_nan_close(auto.per_anchor, forced.per_anchor, atol=1e-12)
@@ -619,20 +619,20 @@ def test_row_ranks_match_scipy_rankdata_with_ties(seed, k, m, levels):
 def test_memory_budget_bounds_every_similarity_block(monkeypatch):
     x, tags = make_data(n=400, d=6, t=20, seed=6, structured=1.0)
     budget_mb = 0.05
-    blocks = prepare._blocks(None, 400, budget_mb)
+    blocks = prepare.block_sizes(None, 400, budget_mb)
     assert max(blocks.pearson, blocks.ranks, blocks.pairs) < 400
     assert blocks.ranks * 400 * prepare._BYTES_PER_ENTRY["ranks"] <= budget_mb * 2**20
     seen = []
-    original = prepare._Operands.similarity_block
+    original = prepare.Operands.similarity_block
 
     def recording(self, rows, col_start=0):
         seen.append(len(rows))
         return original(self, rows, col_start)
 
-    monkeypatch.setattr(prepare._Operands, "similarity_block", recording)
+    monkeypatch.setattr(prepare.Operands, "similarity_block", recording)
     small = score.score_report(x, tags, anchors=120, bootstrap=50, memory_budget_mb=budget_mb)
     assert seen and max(seen) <= max(blocks.pearson, blocks.ranks, blocks.pairs) < 400
-    monkeypatch.setattr(prepare._Operands, "similarity_block", original)
+    monkeypatch.setattr(prepare.Operands, "similarity_block", original)
     large = score.score_report(x, tags, anchors=120, bootstrap=50)
     for key, value in large.as_dict().items():
         if isinstance(value, float):
@@ -919,19 +919,19 @@ def test_sparse_tag_blocks_for_large_catalogues_equal_the_dense_route():
     # Above ~1 GiB of dense tags (n * t * 8 bytes) tag blocks come from sparse x dense products
     # over item ranges; they must equal the dense route's blocks.
     x, tags = make_data(n=3000, d=8, t=40, seed=23)
-    dense_route = prepare._prepare(x, tags)
-    sparse_route = prepare._prepare(x, tags)
-    sparse_route.__dict__["tags_dense_t"] = None  # what a large catalogue gets
+    dense_route = prepare.prepare_operands(x, tags)
+    sparse_route = prepare.prepare_operands(x, tags)
+    sparse_route.tag_layout.__dict__["dense_t"] = None  # what a large catalogue gets
     rows = np.array([5, 7, 2999, 100])
     for col_start in (0, 3):
         _, expected = dense_route.similarity_block(rows, col_start)
         _, got = sparse_route.similarity_block(rows, col_start)
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-15)
     got = score.corrembed(x, tags, anchors=50, method="spearman").per_anchor
-    monkey = prepare._Operands.tags_dense_t
+    monkey = tag_layout.HostTags.dense_t
     try:
-        prepare._Operands.tags_dense_t = property(lambda self: None)
+        tag_layout.HostTags.dense_t = property(lambda self: None)
         sparse = score.corrembed(x, tags, anchors=50, method="spearman").per_anchor
     finally:
-        prepare._Operands.tags_dense_t = monkey
+        tag_layout.HostTags.dense_t = monkey
     np.testing.assert_allclose(sparse, got, rtol=0, atol=1e-12)

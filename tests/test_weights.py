@@ -1,6 +1,6 @@
-"""corrembed.weights: the weights cache, offline errors, downloads, offline loading.
+"""corrembed.models.weights: the weights cache, offline errors, downloads, offline loading.
 
-No test touches the network: ``corrembed.weights.urlopen`` is replaced by fakes that fail like an
+No test touches the network: ``corrembed.models.download.urlopen`` is replaced by fakes that fail like an
 offline machine or serve bytes from memory.
 """
 
@@ -14,10 +14,11 @@ import pytest
 import torch
 from torchvision.models import ResNet18_Weights, ResNet50_Weights, resnet18
 
-import corrembed.weights as weights_module
+import corrembed.models.download as download_module
 from corrembed.errors import ConfigError, WeightsUnavailableError
-from corrembed.models import build_model
-from corrembed.weights import download_file, ensure_weights, expected_hash_prefix, load_state_dict_offline
+from corrembed.models import build_model, parse_model_spec
+from corrembed.models.download import download_file, expected_hash_prefix
+from corrembed.models.weights import ensure_weights, load_state_dict_offline
 
 R50 = {"arch": "resnet50", "weights": "DEFAULT"}
 R18_V1 = {"arch": "resnet18", "weights": "IMAGENET1K_V1"}
@@ -51,7 +52,7 @@ def _fake_cache_file(torch_home, weights=ResNet18_Weights.IMAGENET1K_V1):
 
 
 def test_offline_error_names_file_url_folder_and_remedies(tmp_path, monkeypatch):
-    monkeypatch.setattr(weights_module, "urlopen", _offline)
+    monkeypatch.setattr(download_module, "urlopen", _offline)
     with pytest.raises(WeightsUnavailableError) as err:
         ensure_weights(R50, tmp_path / "th", model_name="resnet50_v2")
     message = str(err.value)
@@ -69,13 +70,13 @@ def test_no_download_when_disabled(tmp_path, monkeypatch):
     def must_not_be_called(url, timeout=None):
         raise AssertionError("urlopen called although downloads are disabled")
 
-    monkeypatch.setattr(weights_module, "urlopen", must_not_be_called)
+    monkeypatch.setattr(download_module, "urlopen", must_not_be_called)
     with pytest.raises(WeightsUnavailableError, match="downloads are disabled"):
         ensure_weights(R50, tmp_path, model_name="m", allow_download=False)
 
 
 def test_present_cache_file_is_used_without_network(tmp_path, monkeypatch):
-    monkeypatch.setattr(weights_module, "urlopen", _offline)
+    monkeypatch.setattr(download_module, "urlopen", _offline)
     path, state = _fake_cache_file(tmp_path)
     record = ensure_weights(R18_V1, tmp_path, model_name="r18")
     assert record == {
@@ -93,10 +94,10 @@ def test_present_cache_file_is_used_without_network(tmp_path, monkeypatch):
 
 
 def test_build_model_reads_the_cache_and_restores_hub_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(weights_module, "urlopen", _offline)
+    monkeypatch.setattr(download_module, "urlopen", _offline)
     _, state = _fake_cache_file(tmp_path)
     hub_dir_before = torch.hub.get_dir()
-    model = build_model(R18_V1, torch_home=tmp_path, model_name="r18")
+    model = build_model(parse_model_spec(R18_V1, model_name="r18"), torch_home=tmp_path)
     assert torch.hub.get_dir() == hub_dir_before
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
     assert not model.training
@@ -104,7 +105,7 @@ def test_build_model_reads_the_cache_and_restores_hub_dir(tmp_path, monkeypatch)
 
 def test_embedding_never_downloads(tmp_path):
     with pytest.raises(WeightsUnavailableError, match="resnet18-f37072fd.pth"):
-        build_model(R18_V1, torch_home=tmp_path, model_name="r18")
+        build_model(parse_model_spec(R18_V1, model_name="r18"), torch_home=tmp_path)
     with pytest.raises(WeightsUnavailableError, match="run the weights stage first"):
         load_state_dict_offline(R18_V1, tmp_path, model_name="r18")
     assert not (tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth").exists()
@@ -118,7 +119,7 @@ def test_check_hash_rejects_a_file_that_does_not_match_its_name(tmp_path):
 
 def test_download_with_wrong_bytes_leaves_nothing(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(weights_module, "urlopen", _serving(b"definitely not resnet18", calls))
+    monkeypatch.setattr(download_module, "urlopen", _serving(b"definitely not resnet18", calls))
     with pytest.raises(WeightsUnavailableError, match="corrupt"):
         ensure_weights(R18_V1, tmp_path, model_name="r18", timeout=3, progress=lambda line: None)
     assert calls == [(ResNet18_Weights.IMAGENET1K_V1.url, 3)]
@@ -129,7 +130,7 @@ def test_download_file_checks_hash_prefix_and_writes_atomically(tmp_path, monkey
     payload = b"weights bytes " * 1000
     digest = hashlib.sha256(payload).hexdigest()
     target = tmp_path / "cache" / f"tiny-{digest[:8]}.pth"
-    monkeypatch.setattr(weights_module, "urlopen", _serving(payload, []))
+    monkeypatch.setattr(download_module, "urlopen", _serving(payload, []))
     returned = download_file("https://example.invalid/tiny.pth", target, progress=lambda line: None)
     assert returned == digest and target.read_bytes() == payload
     assert expected_hash_prefix(target.name) == digest[:8]
@@ -161,6 +162,6 @@ def test_random_init_needs_nothing(tmp_path):
 
 
 def test_spec_errors_surface_before_any_download(tmp_path, monkeypatch):
-    monkeypatch.setattr(weights_module, "urlopen", _offline)
+    monkeypatch.setattr(download_module, "urlopen", _offline)
     with pytest.raises(ConfigError, match="IMAGENET1K_V9"):
         ensure_weights({"arch": "resnet18", "weights": "IMAGENET1K_V9"}, tmp_path, model_name="m")

@@ -13,7 +13,10 @@ MODELS = list(config["models"])
 WEIGHTINGS = list(config["tags"]["weightings"])
 DEMO = "results/demo"
 # Model keys that change the embedding; everything else (batch size, device, ImageNet
-# figures) must not re-embed, so embed jobs see only these as params.
+# figures) must not re-embed, so embed jobs see only these as params. The same tuple as
+# corrembed.models.spec.EMBEDDING_KEYS (kept here so the DAG is built without importing the
+# library); tests/test_spec_keys.py checks both, and the layer default above, against the schema
+# and the sources.
 EMBEDDING_KEYS = (
     "source",
     "arch",

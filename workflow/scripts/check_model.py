@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the corrembed library
 
 from corrembed.joblog import job_logging
-from corrembed.model_check import check_model_spec
+from corrembed.models.checks import check_model_spec
 from corrembed.storage import write_json
 
 model = snakemake.wildcards.model

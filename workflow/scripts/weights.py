@@ -6,8 +6,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the corrembed library
 
 from corrembed.joblog import job_logging
+from corrembed.models.weights import ensure_weights
 from corrembed.storage import write_json
-from corrembed.weights import ensure_weights
 
 model = snakemake.wildcards.model
 with job_logging(snakemake.log[0], f"weights[{model}]") as log:

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..images.batches import ImageFileDataset, Preprocess, batch_to_device, collate_images, failed_images
+from ..images.batches import ImageFileDataset, batch_to_device, collate_images, failed_images
 from ..models import ModelSpec, build_extractor, build_model
+from ..models.preprocess import Preprocessing
 from .cache import EmbeddingCache
 from .settings import PRECISIONS, RunSettings, progress_line
 
@@ -134,7 +135,7 @@ def embed_missing(
     caches: Mapping[str, EmbeddingCache],
     build_forward: Callable[[], torch.nn.Module],
     *,
-    preprocess: Preprocess,
+    preprocess: Preprocessing,
     precision: str,
     decoder: str,
     target: torch.device,

@@ -20,8 +20,8 @@ import polars as pl
 import torch
 
 from ..errors import CorrEmbedError
-from ..images.batches import Preprocess
 from ..models import ModelSpec, preprocessing
+from ..models.preprocess import Preprocessing
 from ..storage import file_sha256
 from .cache import EmbeddingCache, embedding_identity
 from .forward import ForwardTimings, embed_missing
@@ -90,7 +90,7 @@ class EmbedJob:
         The rows (in table order), their image files and content hashes.
     description : dict
         The preprocessing description (``transforms`` of the meta).
-    preprocess : Preprocess
+    preprocess : Preprocessing
         What the input pipeline does to each image.
     caches : dict of str to EmbeddingCache
         Layer -> its cache.
@@ -107,7 +107,7 @@ class EmbedJob:
     paths: list[str]
     shas: list[str]
     description: dict
-    preprocess: Preprocess
+    preprocess: Preprocessing
     caches: dict[str, EmbeddingCache]
     needed: dict[str, set[str]]
     missing: list[str]
@@ -150,7 +150,7 @@ class EmbedJob:
             paths=rows.get_column("image").cast(pl.String).to_list(),
             shas=shas,
             description=description,
-            preprocess=Preprocess.from_transform(resolved.transform()),
+            preprocess=resolved,
             caches=caches,
             needed=needed,
             missing=missing,

@@ -37,19 +37,16 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torchvision.transforms.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode
 from torchvision.io import decode_jpeg as _torchvision_decode_jpeg
-from torchvision.transforms import InterpolationMode
 
 from ..errors import CorrEmbedError
-from .crop_resize import resize_center_crop
+from ..models.preprocess import Preprocessing
 from .decode import ImageReadError, load_rgb
 
 DECODERS = ("pil", "pil-reduced", "torchvision")
@@ -61,56 +58,9 @@ _EXIF_ORIENTATION = 0x0112
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
-@dataclass(frozen=True)
-class Preprocess:
-    """The fields of a torchvision ``ImageClassification`` transform, applied in two parts.
-
-    resize_size: shorter side after resizing; crop_size: side of the centre crop;
-    interpolation, antialias: as torchvision; mean, std: per-channel, on the 0..1 scale;
-    squash: resize to resize_size x resize_size ignoring the aspect ratio (open_clip's
-    ``resize_mode: squash``, e.g. SigLIP) instead of resizing the shorter side.
-    """
-
-    resize_size: int
-    crop_size: int
-    interpolation: InterpolationMode
-    antialias: bool | None
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    squash: bool = False
-
-    @classmethod
-    def from_transform(cls, transform: Any) -> Preprocess:
-        """From an ``ImageClassification`` (what :func:`corrembed.models.build_transform` gives)."""
-        return cls(
-            int(transform.resize_size[0]),
-            int(transform.crop_size[0]),
-            transform.interpolation,
-            transform.antialias,
-            tuple(transform.mean),
-            tuple(transform.std),
-            getattr(transform, "resize_mode", "shortest") == "squash",
-        )
-
-    @property
-    def resize_to(self) -> list[int]:
-        """The ``size`` argument of ``F.resize``: the shorter side, or both sides when squashing."""
-        return [self.resize_size, self.resize_size] if self.squash else [self.resize_size]
-
-    def pil_pixels(self, image: Image.Image) -> torch.Tensor:
-        """RGB PIL image -> resized, centre-cropped uint8 (3, crop, crop) (Pillow resize; only the
-        kept pixels are resampled where that gives the same pixels, see :mod:`.crop_resize`)."""
-        return F.pil_to_tensor(resize_center_crop(image, self.resize_to, self.crop_size, self.interpolation))
-
-    def tensor_pixels(self, image: torch.Tensor) -> torch.Tensor:
-        """uint8 (3, H, W) tensor (any device) -> resized, centre-cropped uint8 (3, crop, crop)."""
-        image = F.resize(image, self.resize_to, interpolation=self.interpolation, antialias=True)
-        return F.center_crop(image, [self.crop_size]).contiguous()
-
-    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
-        """uint8 (b, 3, crop, crop) -> float32, scaled to 0..1 and normalised (same ops, in the
-        same order, as ``ImageClassification``, so equal bit for bit)."""
-        return F.normalize(F.convert_image_dtype(pixels, torch.float), mean=list(self.mean), std=list(self.std))
+#: The batches' preprocessing is the models' one record (uint8 resize/crop per image, then
+#: scale + normalise per batch); the name stays for the pipeline's callers.
+Preprocess = Preprocessing
 
 
 def decode_jpeg(data, **kwargs):

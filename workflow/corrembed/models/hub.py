@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
+
+from ..errors import ConfigError, WeightsUnavailableError
 
 #: Environment variables the Hugging Face Hub reads; restored after :func:`hub_caches`.
 HF_VARIABLES = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT")
@@ -24,6 +28,19 @@ HF_VARIABLES = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_HUB_ETAG_TIMEOU
 def default_hf_home(torch_home: str | os.PathLike | None) -> Path | None:
     """``{torch_home}/huggingface``: where Hugging Face files go when config ``hf_home`` is not set."""
     return None if torch_home is None else Path(torch_home).expanduser() / "huggingface"
+
+
+def hf_cache_root(torch_home: str | os.PathLike | None, hf_home: str | os.PathLike | None) -> Path | None:
+    """The Hugging Face cache root in use: ``hf_home`` (user-expanded), else :func:`default_hf_home`.
+
+    Examples
+    --------
+    >>> hf_cache_root("/cache/torch", None).as_posix()
+    '/cache/torch/huggingface'
+    >>> hf_cache_root("/cache/torch", "/cache/hf").as_posix()
+    '/cache/hf'
+    """
+    return Path(hf_home).expanduser() if hf_home is not None else default_hf_home(torch_home)
 
 
 def _set_hub_constants(hf_home: Path, offline: bool, timeout: float) -> dict[str, object]:
@@ -75,7 +92,7 @@ def hub_caches(
     Path or None
         The Hugging Face cache root in use.
     """
-    hf = Path(hf_home).expanduser() if hf_home is not None else default_hf_home(torch_home)
+    hf = hf_cache_root(torch_home, hf_home)
     saved_env = {name: os.environ.get(name) for name in HF_VARIABLES}
     previous_hub_dir = torch.hub._hub_dir  # torch's own state; None means "derive from TORCH_HOME"
     previous_constants: dict[str, object] = {}
@@ -120,9 +137,6 @@ def hub_unreachable(timeout: float = 10) -> str | None:
     """Why the Hugging Face Hub cannot be reached (name lookup or TCP connect within ``timeout``
     seconds), or None when it can. Checked once before a download, because the hub client
     retries an unreachable host for about a minute before giving up."""
-    import socket
-    from urllib.parse import urlparse
-
     url = urlparse(hub_endpoint())
     host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
     try:
@@ -145,3 +159,77 @@ def hub_fetch_error(model_name: str, what: str, reason: str, hf: Path | None, to
         f"  Hugging Face cache (hf_home): {hf}\n"
         f"  torch cache (torch_home):     {torch_home}\n" + fill_cache_instructions(model_name, hf, torch_home)
     )
+
+
+def hub_fetch(
+    model_name: str,
+    what: str,
+    *,
+    cached: Callable[[], object],
+    download: Callable[[Path | None], object],
+    torch_home: str | os.PathLike | None,
+    hf_home: str | os.PathLike | None = None,
+    allow_download: bool = True,
+    timeout: float = 10,
+) -> None:
+    """The weights step of a hub source: cached -> probe the hub -> download -> clear error.
+
+    Every source that downloads from a hub (timm, open_clip, Hugging Face) fetches this way; its
+    ``fetch`` passes two loaders and builds its record.
+
+    Parameters
+    ----------
+    model_name : str
+        The config key of the model, named in the error.
+    what : str
+        What is fetched, for the error (``"timm weights resnet18.a1_in1k (hub id ...)"``).
+    cached : callable
+        ``cached()`` loads from the caches with the hub offline; it raises
+        :class:`WeightsUnavailableError` when the files are not there.
+    download : callable
+        ``download(hf)`` loads with the hub online, ``hf`` the Hugging Face cache root in use
+        (files land in the caches). A :class:`ConfigError` it raises propagates as it is.
+    torch_home, hf_home : path or None
+        The caches (see :func:`hub_caches`).
+    allow_download : bool
+        False: a file not cached is an error (no network contacted).
+    timeout : float
+        Seconds for the reachability probe and each hub request.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        Within about ``timeout`` seconds when the files are not cached and the hub is unreachable,
+        downloads are disabled or the download fails: names the model, ``what``, the reason, the
+        caches and how to fill them (:func:`hub_fetch_error`).
+
+    Examples
+    --------
+    >>> def missing():
+    ...     raise WeightsUnavailableError("not cached")
+    >>> try:
+    ...     hub_fetch("m", "weights x", cached=missing, download=print, torch_home=None, allow_download=False)
+    ... except WeightsUnavailableError as exc:
+    ...     print("downloads are disabled" in str(exc), "hf_home" in str(exc))
+    True True
+    """
+    try:
+        cached()
+        return
+    except WeightsUnavailableError as exc:
+        cached_error = exc
+    reason = "downloads are disabled" if not allow_download else hub_unreachable(timeout)
+    with hub_caches(torch_home, hf_home, offline=False, timeout=timeout) as hf:
+        if reason is None:
+            try:
+                download(hf)
+                return
+            except ConfigError:
+                raise
+            except Exception as exc:  # noqa: BLE001 -- report any hub failure the same way
+                reason = f"download failed: {type(exc).__name__}: {exc}"
+    # the cause of the cache miss (the loader's own exception), when it kept one
+    lookup = type(cached_error.__cause__ or cached_error).__name__
+    raise WeightsUnavailableError(
+        hub_fetch_error(model_name, what, f"{reason}; cache lookup: {lookup}", hf, torch_home)
+    ) from cached_error

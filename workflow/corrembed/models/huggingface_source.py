@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,9 @@ from torch import nn
 from ..errors import ConfigError, WeightsUnavailableError
 from .checkpoints import path_sha256
 from .features import FunctionExtractor
-from .hub import hub_caches, hub_fetch_error, hub_unreachable, not_cached_error
+from .hub import hub_caches, hub_fetch, not_cached_error
 from .preprocess import Preprocessing
-from .spec import IMAGENET_KEYS, ModelSpec, ResolvedWeights
+from .spec import IMAGENET_KEYS, SOURCE_OPTION_KEYS, ModelSpec, ResolvedWeights
 from .torchvision_source import RANDOM_INIT_SEED, count_parameters
 
 LAYERS = ("embedding", "pooled", "cls", "mean_tokens")
@@ -88,7 +89,7 @@ class HuggingFaceSource:
     package = "transformers"
     extra = "huggingface"
     default_layer = "embedding"
-    extra_keys: tuple[str, ...] = ("trust_remote_code",)
+    extra_keys: tuple[str, ...] = SOURCE_OPTION_KEYS["huggingface"]
     arch_help = "a Hugging Face hub id such as patrickjohncyh/fashion-clip, or a local save_pretrained() folder"
     weights_help = "Write 'weights: pretrained' for the weights of arch,"
     layer_help = "'embedding' (get_image_features), 'pooled', 'cls' or 'mean_tokens'"
@@ -192,8 +193,13 @@ class HuggingFaceSource:
         hf_home: str | os.PathLike | None = None,
         allow_download: bool = True,
         timeout: float = 10,
+        check_hash: bool = False,
+        progress: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """The weights step for a hub id: config, image processor and weights into ``hf_home``.
+
+        ``check_hash`` and ``progress`` are unused: the hub client verifies and reports its own
+        downloads (see :func:`corrembed.models.hub.hub_fetch`).
 
         Raises
         ------
@@ -201,27 +207,22 @@ class HuggingFaceSource:
             Within about ``timeout`` seconds when not cached and the hub is unreachable or
             downloads are disabled (model id, caches and how to fill them named).
         """
-        record = {"resolved": spec.arch}
-        try:
+
+        def download(hf: Path | None) -> None:
             for what in ("processor", "model"):
-                self._offline(spec, what, torch_home, hf_home)
-            return record
-        except WeightsUnavailableError as exc:
-            cached_error = exc
-        reason = "downloads are disabled" if not allow_download else hub_unreachable(timeout)
-        with hub_caches(torch_home, hf_home, offline=False, timeout=timeout) as hf:
-            if reason is None:
-                try:
-                    for what in ("processor", "model"):
-                        self._load(spec, offline=False, hf=hf, what=what)
-                    return record
-                except ConfigError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 -- report any hub failure the same way
-                    reason = f"download failed: {type(exc).__name__}: {exc}"
-        raise WeightsUnavailableError(
-            hub_fetch_error(spec.name, f"Hugging Face model {spec.arch}", reason, hf, torch_home)
-        ) from cached_error
+                self._load(spec, offline=False, hf=hf, what=what)
+
+        hub_fetch(
+            spec.name,
+            f"Hugging Face model {spec.arch}",
+            cached=lambda: [self._offline(spec, what, torch_home, hf_home) for what in ("processor", "model")],
+            download=download,
+            torch_home=torch_home,
+            hf_home=hf_home,
+            allow_download=allow_download,
+            timeout=timeout,
+        )
+        return {"resolved": spec.arch}
 
     # ------------------------------------------------------------------ preprocessing and layers
 

@@ -25,6 +25,7 @@ import difflib
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,9 @@ from ..errors import ConfigError, WeightsUnavailableError
 from .accuracy_tables import open_clip_accuracy
 from .checkpoints import path_sha256
 from .features import FunctionExtractor
-from .hub import hub_caches, hub_fetch_error, hub_unreachable, not_cached_error
+from .hub import hub_caches, hub_fetch, not_cached_error
 from .preprocess import Preprocessing, single_size
-from .spec import IMAGENET_KEYS, ModelSpec, ResolvedWeights
+from .spec import IMAGENET_KEYS, SOURCE_OPTION_KEYS, ModelSpec, ResolvedWeights
 from .torchvision_source import RANDOM_INIT_SEED, checkpoint_weights, count_parameters, is_checkpoint_path
 
 HF_HUB = "hf-hub:"
@@ -134,7 +135,7 @@ class OpenClipSource:
     package = "open_clip"
     extra = "open_clip"
     default_layer = "embedding"
-    extra_keys: tuple[str, ...] = ()
+    extra_keys: tuple[str, ...] = SOURCE_OPTION_KEYS["open_clip"]
     arch_help = "an open_clip model name such as ViT-B-32 (open_clip.list_models())"
     weights_help = (
         "Write a pretrained tag (openai, laion2b_s34b_b79k; open_clip.list_pretrained_tags_by_model(arch)), "
@@ -257,8 +258,13 @@ class OpenClipSource:
         hf_home: str | os.PathLike | None = None,
         allow_download: bool = True,
         timeout: float = 10,
+        check_hash: bool = False,
+        progress: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """The weights step for a tag or ``hf-hub:``: load from the cache, else download into it.
+
+        ``check_hash`` and ``progress`` are unused: the hub client verifies and reports its own
+        downloads (see :func:`corrembed.models.hub.hub_fetch`).
 
         Raises
         ------
@@ -266,23 +272,17 @@ class OpenClipSource:
             Within about ``timeout`` seconds when not cached and the hub is unreachable or
             downloads are disabled (model, tag, caches and how to fill them named).
         """
-        record = {"resolved": spec.weights.tag}
-        try:
-            self.build(spec, torch_home=torch_home, hf_home=hf_home)
-            return record
-        except WeightsUnavailableError as exc:
-            cached_error = exc
-        reason = "downloads are disabled" if not allow_download else hub_unreachable(timeout)
-        with hub_caches(torch_home, hf_home, offline=False, timeout=timeout) as hf:
-            if reason is None:
-                try:
-                    self._create(spec, cache_dir=hf / "hub" if hf is not None else None)
-                    return record
-                except Exception as exc:  # noqa: BLE001 -- report any hub failure the same way
-                    reason = f"download failed: {type(exc).__name__}: {exc}"
-        raise WeightsUnavailableError(
-            hub_fetch_error(spec.name, f"open_clip weights {spec.arch} {spec.weights.tag}", reason, hf, torch_home)
-        ) from cached_error
+        hub_fetch(
+            spec.name,
+            f"open_clip weights {spec.arch} {spec.weights.tag}",
+            cached=lambda: self.build(spec, torch_home=torch_home, hf_home=hf_home),
+            download=lambda hf: self._create(spec, cache_dir=hf / "hub" if hf is not None else None),
+            torch_home=torch_home,
+            hf_home=hf_home,
+            allow_download=allow_download,
+            timeout=timeout,
+        )
+        return {"resolved": spec.weights.tag}
 
     def preprocessing(self, spec: ModelSpec, *, torch_home=None, hf_home=None) -> Preprocessing:
         """open_clip's own eval transform (``image_transform_v2`` of the model's preprocess config).

@@ -7,8 +7,9 @@ processors), so a source describes its preprocessing as one :class:`Preprocessin
 - :meth:`Preprocessing.transform` is the per-image reference (PIL image or uint8 tensor ->
   float32 (3, crop, crop)), built from public ``torchvision.transforms.functional`` calls in the
   same order as torchvision's and timm's own transforms, so equal to them bit for bit;
-- the embed stage splits the same record in two (:class:`corrembed.images.batches.Preprocess`):
-  uint8 resize/crop in the DataLoader workers, scale + normalise batched on the device;
+- the embed stage applies the same record in two parts (:meth:`Preprocessing.pil_pixels` /
+  :meth:`Preprocessing.tensor_pixels`: uint8 resize/crop in the DataLoader workers;
+  :meth:`Preprocessing.normalize`: scale + normalise batched on the device);
 - :meth:`Preprocessing.describe` is the plain dict written to ``meta.json``, and
   :meth:`Preprocessing.identity` the part of it that is in the embedding cache identity.
 
@@ -28,6 +29,8 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 
 from ..errors import ConfigError
+from ..images.crop_resize import resize_center_crop
+from .spec import reject_unknown_keys
 
 TRANSFORM_KEYS = ("resize_size", "crop_size", "mean", "std", "interpolation")
 #: The fields of a description that are part of the embedding cache identity, in this order.
@@ -107,6 +110,66 @@ class Preprocessing:
         """The per-image transform (:class:`ReferenceTransform`)."""
         return ReferenceTransform(self)
 
+    @classmethod
+    def from_transform(cls, transform: Any) -> Preprocessing:
+        """The preprocessing of a :class:`ReferenceTransform`, or one read from the public
+        attributes of a torchvision ``ImageClassification`` (``base`` then says so).
+
+        Examples
+        --------
+        >>> from torchvision.models import ResNet50_Weights
+        >>> p = Preprocessing.from_transform(ResNet50_Weights.IMAGENET1K_V2.transforms())
+        >>> p.resize_size, p.crop_size, p.interpolation
+        (232, 224, 'bilinear')
+        >>> Preprocessing.from_transform(p.transform()) is p
+        True
+        """
+        if isinstance(getattr(transform, "preprocessing", None), Preprocessing):
+            return transform.preprocessing
+        return cls(
+            single_size(transform.resize_size),
+            single_size(transform.crop_size),
+            tuple(float(v) for v in transform.mean),
+            tuple(float(v) for v in transform.std),
+            InterpolationMode(transform.interpolation).value,
+            transform.antialias,
+            base=f"{type(transform).__name__} attributes",
+            resize_mode=getattr(transform, "resize_mode", "shortest"),
+        )
+
+    # The embed stage applies the same record in two parts: uint8 resize/crop per image (in
+    # the DataLoader workers), then scale + normalise per batch on the device.
+
+    @property
+    def interpolation_mode(self) -> InterpolationMode:
+        """``interpolation`` as a torchvision ``InterpolationMode``."""
+        return InterpolationMode(self.interpolation)
+
+    @property
+    def squash(self) -> bool:
+        """Whether both sides are resized to ``resize_size`` (aspect ratio ignored)."""
+        return self.resize_mode == "squash"
+
+    @property
+    def resize_to(self) -> list[int]:
+        """The ``size`` argument of ``F.resize``: the shorter side, or both sides when squashing."""
+        return [self.resize_size, self.resize_size] if self.squash else [self.resize_size]
+
+    def pil_pixels(self, image: Image.Image) -> torch.Tensor:
+        """RGB PIL image -> resized, centre-cropped uint8 (3, crop, crop) (Pillow resize; only the
+        kept pixels are resampled where that gives the same pixels, see :mod:`corrembed.images.crop_resize`)."""
+        return F.pil_to_tensor(resize_center_crop(image, self.resize_to, self.crop_size, self.interpolation_mode))
+
+    def tensor_pixels(self, image: torch.Tensor) -> torch.Tensor:
+        """uint8 (3, H, W) tensor (any device) -> resized, centre-cropped uint8 (3, crop, crop)."""
+        image = F.resize(image, self.resize_to, interpolation=self.interpolation_mode, antialias=True)
+        return F.center_crop(image, [self.crop_size]).contiguous()
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 (b, 3, crop, crop) -> float32, scaled to 0..1 and normalised (same ops, in the
+        same order, as ``ImageClassification``, so equal bit for bit)."""
+        return F.normalize(F.convert_image_dtype(pixels, torch.float), mean=list(self.mean), std=list(self.std))
+
 
 class ReferenceTransform(torch.nn.Module):
     """Per-image eval transform of a :class:`Preprocessing`: PIL image or uint8 (3, H, W) tensor ->
@@ -116,21 +179,23 @@ class ReferenceTransform(torch.nn.Module):
     side, ``F.center_crop``, ``F.pil_to_tensor``, ``F.convert_image_dtype``, ``F.normalize``),
     which timm's and open_clip's eval transforms also compute (their ``ToTensor`` divides by 255
     the same way). The attributes mirror ``ImageClassification``'s public ones (``resize_size``
-    and ``crop_size`` as one-element lists, ``interpolation`` an ``InterpolationMode``), which is
-    what :meth:`corrembed.images.batches.Preprocess.from_transform` reads.
+    and ``crop_size`` as one-element lists, ``interpolation`` an ``InterpolationMode``); they
+    are read-only views of :attr:`preprocessing`, the one record.
     """
 
     def __init__(self, preprocessing: Preprocessing):
         """See the class docstring."""
         super().__init__()
         self.preprocessing = preprocessing
-        self.resize_size = [int(preprocessing.resize_size)]
-        self.crop_size = [int(preprocessing.crop_size)]
-        self.mean = list(preprocessing.mean)
-        self.std = list(preprocessing.std)
-        self.interpolation = InterpolationMode(preprocessing.interpolation)
-        self.antialias = preprocessing.antialias
-        self.resize_mode = preprocessing.resize_mode
+
+    # ImageClassification's public attributes, read from the one record.
+    resize_size = property(lambda self: [int(self.preprocessing.resize_size)])
+    crop_size = property(lambda self: [int(self.preprocessing.crop_size)])
+    mean = property(lambda self: list(self.preprocessing.mean))
+    std = property(lambda self: list(self.preprocessing.std))
+    interpolation = property(lambda self: self.preprocessing.interpolation_mode)
+    antialias = property(lambda self: self.preprocessing.antialias)
+    resize_mode = property(lambda self: self.preprocessing.resize_mode)
 
     def forward(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
         """Apply the transform to one image (see the class docstring)."""
@@ -183,8 +248,6 @@ def validate_transform_overrides(overrides: Any, model_name: str) -> dict[str, A
     where = f"model {model_name!r} transforms"
     if not isinstance(overrides, Mapping):
         raise ConfigError(f"{where}: expected a mapping of {', '.join(TRANSFORM_KEYS)}, got {overrides!r}")
-    from .spec import reject_unknown_keys
-
     reject_unknown_keys(overrides, TRANSFORM_KEYS, where)
     clean: dict[str, Any] = {}
     for key in ("resize_size", "crop_size"):

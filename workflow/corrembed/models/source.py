@@ -13,6 +13,7 @@ import difflib
 import importlib
 import importlib.util
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigError
@@ -72,6 +73,23 @@ class ModelSource(Protocol):
         self, spec: ModelSpec, *, torch_home: str | os.PathLike | None, hf_home: str | os.PathLike | None = None
     ) -> nn.Module:
         """The network on the CPU, eval mode, weights loaded from the caches; never downloads."""
+
+    def fetch(
+        self,
+        spec: ModelSpec,
+        *,
+        torch_home: str | os.PathLike | None,
+        hf_home: str | os.PathLike | None = None,
+        allow_download: bool = True,
+        timeout: float = 10,
+        check_hash: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """The weights step (:func:`corrembed.models.weights.ensure_weights`) for weights of the
+        source's own kind (torchvision enums, hub tags): into the caches, downloading when allowed.
+        Returns what it learnt for the weights record (``{path, bytes, sha256}``, ``{resolved}``, ...);
+        raises WeightsUnavailableError naming the file and how to fill the cache. Hub sources
+        use :func:`corrembed.models.hub.hub_fetch`."""
 
     def preprocessing(
         self, spec: ModelSpec, *, torch_home: str | os.PathLike | None = None, hf_home: str | os.PathLike | None = None
@@ -136,3 +154,25 @@ def get_source(name: Any, *, model_name: str = "model") -> ModelSource:
                 f"installed in this environment. Install it with: {install_command(extra)}"
             )
     return importlib.import_module(SOURCES[name], __package__).SOURCE
+
+
+def source_of(spec: ModelSpec) -> ModelSource:
+    """The :class:`ModelSource` of a parsed spec.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        A parsed spec (:func:`corrembed.models.parse_model_spec`).
+
+    Returns
+    -------
+    ModelSource
+        The object of the spec's ``source`` module.
+
+    Examples
+    --------
+    >>> from corrembed.models import parse_model_spec
+    >>> source_of(parse_model_spec({"arch": "resnet18", "weights": None}, model_name="r18")).name
+    'torchvision'
+    """
+    return get_source(spec.source, model_name=spec.name)

@@ -9,9 +9,11 @@ A *model spec* is one entry of the config ``models:`` mapping (name -> dict)::
      transforms: {resize_size, crop_size, mean, std, interpolation},  # optional overrides
      imagenet: {acc1, acc5, num_params, gflops}}                   # optional, for checkpoints
 
-The common keys are validated here; the source (:mod:`corrembed.models.source`) resolves
-``arch``, ``weights`` and ``layer``. Everything downstream (weights step, check step, embed
-stage, cache identity, summary) takes the parsed :class:`ModelSpec`, never the raw mapping.
+This module is pure data: the types, the key lists and the checks of plain values. It imports
+no source, so every source module can use it; :func:`corrembed.models.parse.parse_model_spec`,
+above both this module and the source registry, turns a mapping into a :class:`ModelSpec`.
+Everything downstream (weights step, check step, embed stage, cache identity, summary) takes
+the parsed :class:`ModelSpec`, never the raw mapping.
 """
 
 from __future__ import annotations
@@ -32,6 +34,20 @@ RUN_KEYS = ("precision", "decoder")
 DIAGNOSTIC_KEYS = ("layers",)
 IMAGENET_KEYS = ("acc1", "acc5", "num_params", "gflops")
 DEFAULT_SOURCE = "torchvision"
+#: Spec keys only one source understands (its ``extra_keys``), by source name.
+SOURCE_OPTION_KEYS: dict[str, tuple[str, ...]] = {
+    "torchvision": (),
+    "timm": (),
+    "open_clip": (),
+    "huggingface": ("trust_remote_code",),
+}
+#: Keys of a config model entry that change its embeddings (beside the run keys precision and
+#: decoder, which the embed rule passes on their own): what an embed job sees as its spec.
+#: ``workflow/rules/common.smk`` holds the same tuple; tests/test_spec_keys.py checks both, and
+#: every key list here, against the config schema (the source of truth).
+EMBEDDING_KEYS = tuple(key for key in SPEC_KEYS if key != "imagenet") + tuple(
+    key for keys in SOURCE_OPTION_KEYS.values() for key in keys
+)
 
 
 @dataclass(frozen=True)
@@ -85,7 +101,8 @@ class ModelSpec:
     weights : ResolvedWeights
         What the weights are.
     layer : str
-        Where embeddings are taken (source-specific names; see each source module).
+        Where embeddings are taken (source-specific names; see each source module). The
+        default when a config gives none is the source's ``default_layer`` (set by the parser).
     transform_overrides : dict
         The config's validated ``transforms:`` overrides.
     imagenet : dict
@@ -94,77 +111,23 @@ class ModelSpec:
         ``"torchvision"`` (default), ``"timm"``, ``"open_clip"`` or ``"huggingface"``.
     options : dict
         Source-specific extra keys (e.g. ``trust_remote_code`` for Hugging Face).
+
+    Examples
+    --------
+    >>> from corrembed.models import parse_model_spec
+    >>> spec = parse_model_spec({"arch": "resnet18", "weights": None}, model_name="r18")
+    >>> spec.name, spec.source, spec.layer, spec.weights.kind
+    ('r18', 'torchvision', 'penultimate', 'random')
     """
 
     name: str
     arch: str
     weights: ResolvedWeights
-    layer: str = "penultimate"
+    layer: str
     transform_overrides: dict[str, Any] = field(default_factory=dict)
     imagenet: dict[str, Any] = field(default_factory=dict)
     source: str = DEFAULT_SOURCE
     options: dict[str, Any] = field(default_factory=dict)
-
-
-def parse_model_spec(spec: Mapping[str, Any] | ModelSpec, *, model_name: str, check_files: bool = True) -> ModelSpec:
-    """Validate a config model spec and resolve it through its source.
-
-    Parameters
-    ----------
-    spec : mapping or ModelSpec
-        The config entry; an already parsed :class:`ModelSpec` is returned unchanged.
-    model_name : str
-        The config key of the model, named in every error.
-    check_files : bool
-        Whether a checkpoint path must exist (it is not read here).
-
-    Returns
-    -------
-    ModelSpec
-
-    Raises
-    ------
-    ConfigError
-        For an unknown key or source, an unknown arch, weights or layer (close matches
-        listed), bad transform overrides or ImageNet figures, a missing ``weights:`` key (random
-        init must be asked for with ``weights: null``), a missing checkpoint (``check_files``),
-        or a source whose package is not installed (the ``pip install`` command is given).
-    """
-    from .preprocess import validate_transform_overrides
-    from .source import get_source
-
-    if isinstance(spec, ModelSpec):
-        return spec
-    if not isinstance(spec, Mapping):
-        raise ConfigError(
-            f"model {model_name!r}: expected a mapping with keys {', '.join(SPEC_KEYS)}, got {type(spec).__name__}"
-        )
-    source_name = spec.get("source") or DEFAULT_SOURCE
-    source = get_source(source_name, model_name=model_name)
-    reject_unknown_keys(
-        spec, SPEC_KEYS + RUN_KEYS + DIAGNOSTIC_KEYS + source.extra_keys, f"model {model_name!r} (source {source_name})"
-    )
-    if "arch" not in spec:
-        raise ConfigError(f"model {model_name!r}: missing 'arch' ({source.arch_help})")
-    if "weights" not in spec:
-        raise ConfigError(
-            f"model {model_name!r}: missing 'weights'. {source.weights_help} Or write 'weights: null' for a "
-            "random initialisation (never chosen silently)."
-        )
-    arch = source.resolve_arch(spec["arch"], model_name=model_name)
-    weights = source.resolve_weights(arch, spec["weights"], model_name=model_name, check_files=check_files)
-    layer = spec.get("layer")
-    if layer is None:
-        layer = source.default_layer
-    if not isinstance(layer, str) or not layer:
-        raise ConfigError(
-            f"model {model_name!r}: 'layer' must be a non-empty string ({source.layer_help}), got {layer!r}"
-        )
-    layer = source.resolve_layer(layer, model_name=model_name)
-    overrides = validate_transform_overrides(spec.get("transforms") or {}, model_name)
-    imagenet = validate_imagenet(spec.get("imagenet") or {}, model_name)
-    options = source.resolve_options(spec, model_name=model_name)
-    return ModelSpec(model_name, arch, weights, layer, overrides, imagenet, source.name, options)
 
 
 def reject_unknown_keys(mapping: Mapping, allowed: tuple[str, ...], where: str) -> None:

@@ -22,6 +22,7 @@ import difflib
 import os
 import re
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -32,9 +33,9 @@ from ..storage import file_sha256
 from .accuracy_tables import timm_accuracy
 from .checkpoints import state_dict_mismatch
 from .features import FunctionExtractor
-from .hub import fill_cache_instructions, hub_caches, hub_fetch_error, hub_unreachable
+from .hub import fill_cache_instructions, hf_cache_root, hub_caches, hub_fetch, not_cached_error
 from .preprocess import Preprocessing, single_size
-from .spec import IMAGENET_KEYS, ModelSpec, ResolvedWeights
+from .spec import IMAGENET_KEYS, SOURCE_OPTION_KEYS, ModelSpec, ResolvedWeights
 from .torchvision_source import RANDOM_INIT_SEED, checkpoint_weights, count_parameters, is_checkpoint_path
 
 BLOCK_LAYER = re.compile(r"^block:(-?\d+)$")
@@ -72,7 +73,7 @@ class TimmSource:
     package = "timm"
     extra = "timm"
     default_layer = "penultimate"
-    extra_keys: tuple[str, ...] = ()
+    extra_keys: tuple[str, ...] = SOURCE_OPTION_KEYS["timm"]
     arch_help = "a timm.list_models() name, optionally with a pretrained tag: convnext_tiny.fb_in22k_ft_in1k"
     weights_help = "Write 'weights: pretrained' for the tag's hub weights, a local .safetensors/.pth checkpoint path,"
     layer_help = "'penultimate', 'output' or 'block:N' (a forward_intermediates index)"
@@ -188,8 +189,13 @@ class TimmSource:
         hf_home: str | os.PathLike | None = None,
         allow_download: bool = True,
         timeout: float = 10,
+        check_hash: bool = False,
+        progress: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """The weights step for ``weights: pretrained``: load (downloading if allowed) into the caches.
+
+        ``check_hash`` and ``progress`` are unused: the hub client verifies and reports its own
+        downloads (see :func:`corrembed.models.hub.hub_fetch`).
 
         Returns
         -------
@@ -204,28 +210,27 @@ class TimmSource:
             caches, and how to fill them.
         """
         timm = _timm()
-        cfg = timm.models.get_pretrained_cfg(spec.weights.tag)
-        what = f"timm weights {spec.weights.tag} (hub id {getattr(cfg, 'hf_hub_id', None)})"
-        with hub_caches(torch_home, hf_home, offline=True, timeout=timeout) as hf:
-            try:  # already cached: no network needed
-                timm.create_model(spec.arch, pretrained=True)
-                return {"resolved": spec.weights.tag, "hf_hub_id": getattr(cfg, "hf_hub_id", None), "hf_home": str(hf)}
-            except Exception as exc:  # noqa: BLE001 -- not cached (or unreadable): try the hub
-                cached_error = exc
-        reason = "downloads are disabled" if not allow_download else hub_unreachable(timeout)
-        if reason is None:
-            with hub_caches(torch_home, hf_home, offline=False, timeout=timeout) as hf:
+        hub_id = getattr(timm.models.get_pretrained_cfg(spec.weights.tag), "hf_hub_id", None)
+        what = f"timm weights {spec.weights.tag} (hub id {hub_id})"
+
+        def cached() -> None:
+            with hub_caches(torch_home, hf_home, offline=True, timeout=timeout) as hf:
                 try:
                     timm.create_model(spec.arch, pretrained=True)
-                    return {
-                        "resolved": spec.weights.tag,
-                        "hf_hub_id": getattr(cfg, "hf_hub_id", None),
-                        "hf_home": str(hf),
-                    }
-                except Exception as exc:  # noqa: BLE001 -- report any hub failure the same way
-                    reason = f"download failed: {type(exc).__name__}: {exc}"
-        reason = f"{reason}; cache lookup: {type(cached_error).__name__}"
-        raise WeightsUnavailableError(hub_fetch_error(spec.name, what, reason, hf, torch_home))
+                except Exception as exc:  # noqa: BLE001 -- not cached (or unreadable): try the hub
+                    raise WeightsUnavailableError(not_cached_error(spec.name, what, exc, hf, torch_home)) from exc
+
+        hub_fetch(
+            spec.name,
+            what,
+            cached=cached,
+            download=lambda hf: timm.create_model(spec.arch, pretrained=True),
+            torch_home=torch_home,
+            hf_home=hf_home,
+            allow_download=allow_download,
+            timeout=timeout,
+        )
+        return {"resolved": spec.weights.tag, "hf_hub_id": hub_id, "hf_home": str(hf_cache_root(torch_home, hf_home))}
 
     def _check_checkpoint(self, spec: ModelSpec) -> None:
         """ConfigError naming missing/unexpected/mismatched keys when the checkpoint does not fit (timm's reader)."""

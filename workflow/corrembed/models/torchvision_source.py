@@ -11,7 +11,7 @@ Spec keys::
 Everything follows torchvision's public API: weights enums via ``get_model_weights`` /
 ``get_weight``, preprocessing from the public attributes of ``weights.transforms()``,
 intermediate layers via ``torchvision.models.feature_extraction``. Nothing here downloads;
-pretrained enum weights are read from the torch.hub cache that :mod:`corrembed.weights` fills.
+pretrained enum weights are read from the torch.hub cache that :mod:`corrembed.models.weights` fills.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
+import urllib.error
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -33,9 +34,10 @@ from torchvision.models import WeightsEnum, get_model, get_model_weights, list_m
 from ..errors import ConfigError, WeightsUnavailableError
 from ..storage import file_sha256
 from .checkpoints import load_checkpoint_state_dict, load_state_dict_checked
+from .download import download_file, expected_hash_prefix
 from .features import FeatureExtractor
 from .preprocess import Preprocessing, imagenet_default, single_size
-from .spec import IMAGENET_KEYS, ModelSpec, ResolvedWeights
+from .spec import IMAGENET_KEYS, SOURCE_OPTION_KEYS, ModelSpec, ResolvedWeights
 
 #: Seed of the random initialisation (``weights: null``), so random-init embeddings reproduce.
 RANDOM_INIT_SEED = 0
@@ -98,6 +100,24 @@ def weights_unavailable_message(spec: ModelSpec, path: Path, reason: str) -> str
     )
 
 
+def checked_sha256(spec: ModelSpec, path: Path) -> str:
+    """The sha256 of a cached weights file, checked against the prefix torch.hub puts in its name.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        When they differ (the file is corrupt: delete it and run again).
+    """
+    digest = file_sha256(path)
+    prefix = expected_hash_prefix(path.name)
+    if prefix and not digest.startswith(prefix):
+        reason = (
+            f"the cached file is corrupt (sha256 {digest[:12]}..., its name says {prefix}...); delete it and run again"
+        )
+        raise WeightsUnavailableError(weights_unavailable_message(spec, path, reason))
+    return digest
+
+
 @contextlib.contextmanager
 def torch_hub_dir(hub_dir: Path) -> Iterator[None]:
     """Point torch.hub's cache folder at ``hub_dir`` for the block, then restore the previous setting.
@@ -136,7 +156,7 @@ class TorchvisionSource:
     package = None
     extra = None
     default_layer = "penultimate"
-    extra_keys: tuple[str, ...] = ()
+    extra_keys: tuple[str, ...] = SOURCE_OPTION_KEYS["torchvision"]
     arch_help = "a torchvision model name such as resnet50"
     weights_help = (
         "Write e.g. 'weights: DEFAULT' for the recommended pretrained weights, a weights enum name "
@@ -243,6 +263,63 @@ class TorchvisionSource:
                 state_dict = load_checkpoint_state_dict(weights.path, model_name=spec.name)
                 load_state_dict_checked(model, state_dict, model_name=spec.name, source=weights.path, arch=spec.arch)
         return model.eval()
+
+    def fetch(
+        self,
+        spec: ModelSpec,
+        *,
+        torch_home: str | os.PathLike | None,
+        hf_home: str | os.PathLike | None = None,
+        allow_download: bool = True,
+        timeout: float = 10,
+        check_hash: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """The weights step for an enum: the torch.hub cache file, downloaded when missing.
+
+        Parameters
+        ----------
+        spec : ModelSpec
+            A spec whose ``weights.kind`` is ``"torchvision"``.
+        torch_home : path
+            The cache root (file at :func:`torchvision_cache_file`).
+        hf_home : path or None
+            Unused (torchvision weights are not on the Hugging Face Hub).
+        allow_download : bool
+            False: a missing file is an error.
+        timeout : float
+            Seconds per network operation.
+        check_hash : bool
+            Also check a cached file's sha256 against the prefix in its name.
+        progress : callable or None
+            Receives download progress lines (default: stderr).
+
+        Returns
+        -------
+        dict
+            ``{path, bytes, sha256}`` (``sha256`` None for a cached file without ``check_hash``).
+
+        Raises
+        ------
+        WeightsUnavailableError
+            Offline, blocked, downloads disabled or a bad hash: names the model, the enum, the
+            file, the URL and the folder, and how to work offline.
+        """
+        path = torchvision_cache_file(spec.weights.enum, torch_home)
+        if path.is_file() and path.stat().st_size > 0:
+            record = {"path": str(path), "bytes": path.stat().st_size, "sha256": None}
+            if check_hash:
+                record["sha256"] = checked_sha256(spec, path)
+            return record
+        if not allow_download:
+            raise WeightsUnavailableError(weights_unavailable_message(spec, path, "downloads are disabled"))
+        try:
+            digest = download_file(spec.weights.enum.url, path, timeout=timeout, progress=progress)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise WeightsUnavailableError(
+                weights_unavailable_message(spec, path, f"download failed: {type(exc).__name__}: {exc}")
+            ) from exc
+        return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest}
 
     def preprocessing(self, spec: ModelSpec, *, torch_home=None, hf_home=None) -> Preprocessing:
         """The enum weight's own ``weights.transforms()`` (read through its public attributes);

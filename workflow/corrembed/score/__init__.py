@@ -31,6 +31,8 @@ Where things are:
 
 - :mod:`.options` the options object and defaults; :mod:`.results` the result types;
 - :mod:`.backends` numpy and torch array backends; :mod:`.threads` the pass thread pool;
+- :mod:`.tag_layout` the unit tag rows and their products (host CSR, device copy), made by
+  the backend, owned by the operands;
 - :mod:`.prepare` input checks, normalized operands, anchors, block sizes, similarity blocks;
 - :mod:`.correlation` row Pearson from moments, per-anchor correlations over blocks;
 - :mod:`.pearson` the factored and blockwise Pearson routes and their cost model;

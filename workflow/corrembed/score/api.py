@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .inference import _mantel
+from .inference import mantel_of
 from .options import ScoreOptions, resolve_options
-from .pearson import MAX_DENSE_SLOTS, _allpairs_pearson, _pearson_factors, _pearson_plan
-from .peranchor import _corrembed
-from .prepare import _prepared
+from .pearson import MAX_DENSE_SLOTS, allpairs_pearson_of, pearson_factors, pearson_plan
+from .peranchor import corrembed_of
+from .prepare import prepared_job
 from .results import AllPairsSpearman, CorrEmbedResult, MantelResult
-from .spearman import _allpairs_spearman
+from .spearman import allpairs_spearman_of
 
 
 def corrembed(
@@ -63,12 +63,29 @@ def corrembed(
     True
     """
     opts = resolve_options(options, overrides)
-    with _prepared(embeddings, tag_vectors, opts) as job:
-        return _corrembed(job.ops, job.anchors(), opts.include_self, job.blocks, method, opts.strategy)
+    with prepared_job(embeddings, tag_vectors, opts) as job:
+        return corrembed_of(job.ops, job.anchors(), opts.include_self, job.blocks, method, opts.strategy)
 
 
 def anchor_spearman(embeddings, tag_vectors, options: ScoreOptions | None = None, **overrides) -> CorrEmbedResult:
     """Per-anchor Spearman variant of :func:`corrembed` (same as ``corrembed(..., method="spearman")``).
+
+    Each anchor's two similarity rows are ranked (ties averaged after rounding to
+    ``TIE_DECIMALS`` decimals) before the Pearson correlation.
+
+    Parameters
+    ----------
+    embeddings : (n, d) float array
+        One row per item (float32 and float64 kept, other numeric dtypes become float64).
+    tag_vectors : (n, t) dense array or scipy sparse matrix
+        Tag vectors, rows aligned with ``embeddings``.
+    options : ScoreOptions, optional
+        How to score; keyword ``overrides`` replace its fields.
+
+    Returns
+    -------
+    CorrEmbedResult
+        ``method == "spearman"``; ``per_anchor`` (n_anchors,) float64.
 
     Examples
     --------
@@ -82,8 +99,22 @@ def anchor_spearman(embeddings, tag_vectors, options: ScoreOptions | None = None
 def allpairs_pearson(embeddings, tag_vectors, options: ScoreOptions | None = None, **overrides) -> float:
     """One Pearson correlation over all pairs i < j of the two cosine-similarity matrices.
 
-    Parameters as :func:`corrembed` (uses ``block_size``, ``memory_budget_mb``, ``strategy``,
-    ``device``, ``allow_tf32``). Returns a float (NaN when either side is constant over pairs).
+    Uses the options ``block_size``, ``memory_budget_mb``, ``strategy``, ``device`` and
+    ``allow_tf32``.
+
+    Parameters
+    ----------
+    embeddings : (n, d) float array
+        One row per item (float32 and float64 kept, other numeric dtypes become float64).
+    tag_vectors : (n, t) dense array or scipy sparse matrix
+        Tag vectors, rows aligned with ``embeddings``.
+    options : ScoreOptions, optional
+        How to score; keyword ``overrides`` replace its fields.
+
+    Returns
+    -------
+    float
+        The correlation; NaN when either side is constant over pairs.
 
     Examples
     --------
@@ -92,8 +123,8 @@ def allpairs_pearson(embeddings, tag_vectors, options: ScoreOptions | None = Non
     1.0
     """
     opts = resolve_options(options, overrides)
-    with _prepared(embeddings, tag_vectors, opts) as job:
-        return _allpairs_pearson(job.ops, job.blocks.pearson, opts.strategy)
+    with prepared_job(embeddings, tag_vectors, opts) as job:
+        return allpairs_pearson_of(job.ops, job.blocks.pearson, opts.strategy)
 
 
 def pearson_scores(
@@ -113,16 +144,16 @@ def pearson_scores(
     (4, 1.0)
     """
     opts = resolve_options(options, overrides, anchors="all")
-    with _prepared(embeddings, tag_vectors, opts) as job:
+    with prepared_job(embeddings, tag_vectors, opts) as job:
         ops, anchor_idx = job.ops, job.anchors()
-        anchors_factored, pairs_factored = _pearson_plan(ops, anchor_idx.size, opts.strategy)
+        anchors_factored, pairs_factored = pearson_plan(ops, anchor_idx.size, opts.strategy)
         factors = None
         if ops.tags.shape[1] <= MAX_DENSE_SLOTS:
-            factors = _pearson_factors(ops, scatter=anchors_factored or pairs_factored, centred=not anchors_factored)
-        result = _corrembed(
+            factors = pearson_factors(ops, scatter=anchors_factored or pairs_factored, centred=not anchors_factored)
+        result = corrembed_of(
             ops, anchor_idx, opts.include_self, job.blocks, "pearson", opts.strategy, factors, anchors_factored
         )
-        return result, _allpairs_pearson(ops, job.blocks.pearson, opts.strategy, factors, pairs_factored)
+        return result, allpairs_pearson_of(ops, job.blocks.pearson, opts.strategy, factors, pairs_factored)
 
 
 def mantel_test(embeddings, tag_vectors, options: ScoreOptions | None = None, **overrides) -> MantelResult:
@@ -134,6 +165,21 @@ def mantel_test(embeddings, tag_vectors, options: ScoreOptions | None = None, **
     of size n x n. Permutations (``permutations``, default 999 without ``options``) come from
     ``np.random.default_rng(seed)``.
 
+    Parameters
+    ----------
+    embeddings : (n, d) float array
+        One row per item (float32 and float64 kept, other numeric dtypes become float64).
+    tag_vectors : (n, t) dense array or scipy sparse matrix
+        Tag vectors, rows aligned with ``embeddings``.
+    options : ScoreOptions, optional
+        How to score; keyword ``overrides`` replace its fields.
+
+    Returns
+    -------
+    MantelResult
+        ``statistic`` (the observed all-pairs Pearson), ``p_value``, ``permutations`` and the
+        ``null`` values, (permutations,) float64.
+
     Examples
     --------
     >>> rng = np.random.default_rng(0)
@@ -142,9 +188,9 @@ def mantel_test(embeddings, tag_vectors, options: ScoreOptions | None = None, **
     0.01
     """
     opts = resolve_options(options, overrides, permutations=999)
-    with _prepared(embeddings, tag_vectors, opts) as job:
-        factors = _pearson_factors(job.ops, scatter=True, centred=True)
-        return _mantel(job.ops, factors, opts.permutations, opts.seed)
+    with prepared_job(embeddings, tag_vectors, opts) as job:
+        factors = pearson_factors(job.ops, scatter=True, centred=True)
+        return mantel_of(job.ops, factors, opts.permutations, opts.seed)
 
 
 def allpairs_spearman(embeddings, tag_vectors, options: ScoreOptions | None = None, **overrides) -> AllPairsSpearman:
@@ -156,6 +202,20 @@ def allpairs_spearman(embeddings, tag_vectors, options: ScoreOptions | None = No
     standard error. Similarities are rounded to TIE_DECIMALS decimals before ranking; ties get
     average ranks.
 
+    Parameters
+    ----------
+    embeddings : (n, d) float array
+        One row per item (float32 and float64 kept, other numeric dtypes become float64).
+    tag_vectors : (n, t) dense array or scipy sparse matrix
+        Tag vectors, rows aligned with ``embeddings``.
+    options : ScoreOptions, optional
+        How to score; keyword ``overrides`` replace its fields.
+
+    Returns
+    -------
+    AllPairsSpearman
+        ``value``, ``method`` ("exact" or "sampled"), ``n_pairs`` and ``standard_error``.
+
     Examples
     --------
     >>> x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
@@ -164,5 +224,5 @@ def allpairs_spearman(embeddings, tag_vectors, options: ScoreOptions | None = No
     ('exact', 6, 1.0)
     """
     opts = resolve_options(options, overrides)
-    with _prepared(embeddings, tag_vectors, opts) as job:
-        return _allpairs_spearman(job.ops, job.blocks.pairs, opts.max_exact_pairs, opts.sample_pairs, opts.seed)
+    with prepared_job(embeddings, tag_vectors, opts) as job:
+        return allpairs_spearman_of(job.ops, job.blocks.pairs, opts.max_exact_pairs, opts.sample_pairs, opts.seed)

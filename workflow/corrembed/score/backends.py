@@ -9,23 +9,20 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ScoringError
-from .threads import _map_rows
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .prepare import _Operands
+from .tag_layout import DeviceTags, HostTags
+from .threads import map_rows
 
 #: Similarities are rounded to this many decimals before ranking (Spearman statistics).
 TIE_DECIMALS = 12
-_TIE_SCALE = 10.0**TIE_DECIMALS
+TIE_SCALE = 10.0**TIE_DECIMALS
 
 
-def _quantize(sim: np.ndarray) -> np.ndarray:
+def quantize(sim: np.ndarray) -> np.ndarray:
     """Similarities rounded to TIE_DECIMALS decimals, as int64 multiples of 10**-TIE_DECIMALS.
 
     Parameters
@@ -36,13 +33,7 @@ def _quantize(sim: np.ndarray) -> np.ndarray:
     -------
     int64 array of the same shape.
     """
-    return np.rint(sim.astype(np.float64, copy=False) * _TIE_SCALE).astype(np.int64)
-
-
-def _sparse_rowdot(rows: sp.csr_matrix, other) -> np.ndarray:
-    """(k,) float64 row-wise dot products of a CSR (k, t) matrix with a dense or CSR (k, t) ``other``,
-    over the stored entries only (no dense copy of ``rows``)."""
-    return np.asarray(rows.multiply(other).sum(axis=1), dtype=np.float64).ravel()
+    return np.rint(sim.astype(np.float64, copy=False) * TIE_SCALE).astype(np.int64)
 
 
 def _ranks_from_runs(starts, order):
@@ -74,10 +65,10 @@ def _ranks_from_runs(starts, order):
     return ranks
 
 
-class _NumpyBackend:
+class NumpyBackend:
     """The CPU backend: numpy arrays, BLAS products.
 
-    Every kernel goes through these methods, so :class:`_TorchBackend` can run the same kernels
+    Every kernel goes through these methods, so :class:`TorchBackend` can run the same kernels
     on a GPU. Arrays ("backend arrays") are numpy arrays here.
     """
 
@@ -114,7 +105,7 @@ class _NumpyBackend:
 
     def col_means(self, a):
         """(m,) float64 column means of a (k, m) array, summed in threads over row ranges."""
-        sums = _map_rows(lambda lo, hi: np.add.reduce(a[lo:hi], axis=0, dtype=np.float64), 0, a.shape[0])
+        sums = map_rows(lambda lo, hi: np.add.reduce(a[lo:hi], axis=0, dtype=np.float64), 0, a.shape[0])
         return np.sum(sums, axis=0) / a.shape[0]
 
     def like(self, a, other, copy: bool = False):
@@ -131,7 +122,7 @@ class _NumpyBackend:
 
     def map_rows(self, fn, start: int, stop: int) -> list:
         """fn over row ranges covering [start, stop): numpy's single-threaded kernels, in threads."""
-        return _map_rows(fn, start, stop)
+        return map_rows(fn, start, stop)
 
     def subtract(self, a, b, out) -> None:
         """out = a - b (broadcasting)."""
@@ -159,8 +150,8 @@ class _NumpyBackend:
         return np.add.reduce(a, axis=1, dtype=np.float64)
 
     def quantize(self, sim):
-        """:func:`_quantize` (int64 multiples of 10**-TIE_DECIMALS)."""
-        return _quantize(sim)
+        """:func:`quantize` (int64 multiples of 10**-TIE_DECIMALS)."""
+        return quantize(sim)
 
     def set_entries(self, a, rows, cols, value) -> None:
         """a[rows, cols] = value."""
@@ -177,41 +168,9 @@ class _NumpyBackend:
         del ordered
         return _ranks_from_runs(starts, order)
 
-    def tag_rowdot(self, ops: _Operands, rows: np.ndarray, tag_rows: sp.csr_matrix, a) -> np.ndarray:
-        """(b,) float64 sum_s tau_{rows[i], s} a[i, s] for a (b, t) array ``a``; host numpy."""
-        return _sparse_rowdot(tag_rows, a)
-
-    def tag_block(self, ops: _Operands, rows: np.ndarray, col_start: int):
-        """(b, n - col_start) float64 tag cosine similarities of items ``rows`` against col_start..n-1."""
-        tag_rows = ops.tags[rows]
-        if ops.tags_dense_t is not None:
-            # sparse (b, t) x dense (t, n): ~nnz-per-row axpys of length n per anchor.
-            return np.asarray(tag_rows @ ops.tags_dense_t[:, col_start:])
-        # Too many items for a dense copy of the tags: sparse (m, t) x dense (t, b) over item
-        # ranges in threads (10x faster than the sparse x sparse product, whose result is dense
-        # anyway), returned as a (b, m) view of the (m, b) result.
-        dense_rows_t = tag_rows.T.toarray()
-        out = np.empty((ops.n - col_start, dense_rows_t.shape[1]))
-
-        def product(a: int, b: int) -> None:
-            """Items col_start + [a, b)."""
-            out[a:b] = ops.tags[col_start + a : col_start + b] @ dense_rows_t
-
-        _map_rows(product, 0, out.shape[0])
-        return out.T
-
-    def tags_t_times(self, ops: _Operands, start: int, stop: int, dense):
-        """(t, d) float64: tag rows start..stop transposed times a (stop - start, d) array in the
-        embeddings' dtype.
-
-        One sparse product in that dtype (a sum over at most stop - start items; float32 tag
-        weights are exact, see :func:`~corrembed.score.prepare._prepare`), as CSR, the faster kernel."""
-        return np.asarray(ops.tags_x[start:stop].T.tocsr() @ dense, dtype=np.float64)
-
-    def permuted_cross_sq_norm(self, ops: _Operands, x_centred, perm: np.ndarray) -> float:
-        """||sum_j (x_j - m) tau_perm[j]^T||_F^2 (float32 product, float64 sum of squares)."""
-        cross = np.asarray(ops.tags_x[perm].T @ x_centred)
-        return float(np.einsum("ij,ij->", cross, cross, dtype=np.float64))
+    def tag_layout(self, tags: sp.csr_matrix, x_dtype) -> HostTags:
+        """The unit tag rows (n, t) CSR float64 as this backend's layout (:class:`HostTags`)."""
+        return HostTags(tags, x_dtype)
 
     @contextmanager
     def precision(self):
@@ -219,7 +178,7 @@ class _NumpyBackend:
         yield
 
 
-class _TorchBackend:
+class TorchBackend:
     """The same kernels on a torch device (a GPU): float32 (or float64) similarity products with
     TF32 off unless ``allow_tf32``, float64 moments, results copied back as small numpy arrays.
 
@@ -326,7 +285,7 @@ class _TorchBackend:
 
     def quantize(self, sim):
         """Similarities as int64 multiples of 10**-TIE_DECIMALS."""
-        return self.torch.round(sim.to(self.torch.float64) * _TIE_SCALE).to(self.torch.int64)
+        return self.torch.round(sim.to(self.torch.float64) * TIE_SCALE).to(self.torch.int64)
 
     def set_entries(self, a, rows, cols, value) -> None:
         """a[rows, cols] = value."""
@@ -348,31 +307,10 @@ class _TorchBackend:
         average = (first + last).to(torch.float64) * 0.5 + 1.0
         return torch.empty((k, m), dtype=torch.float64, device=self.device).scatter_(1, order, average)
 
-    def tag_rowdot(self, ops: _Operands, rows: np.ndarray, tag_rows: sp.csr_matrix, a) -> np.ndarray:
-        """(b,) float64 sum_s tau_{rows[i], s} a[i, s] for a (b, t) tensor ``a``, on the host."""
-        return self.get((a.to(self.torch.float64) * ops.tags_dev[self.index(rows)]).sum(dim=1))
-
-    def tag_block(self, ops: _Operands, rows: np.ndarray, col_start: int):
-        """(b, n - col_start) float64 tag cosine similarities (dense device product)."""
-        return ops.tags_dev[self.index(rows)] @ ops.tags_dev[col_start:].T
-
-    def tags_t_times(self, ops: _Operands, start: int, stop: int, dense):
-        """(t, d) float64: tag rows start..stop transposed times a (stop - start, d) tensor."""
-        return ops.tags_dev[start:stop].T @ dense.to(self.torch.float64)
-
-    def permuted_cross_sq_norm(self, ops: _Operands, x_centred, perm: np.ndarray) -> float:
-        """||sum_j (x_j - m) tau_perm[j]^T||_F^2 (product in x's dtype, float64 sum of squares)."""
-        tags = ops.tags_dev[self.index(perm)].to(x_centred.dtype)
-        cross = tags.T @ x_centred
-        return float(cross.to(self.torch.float64).square().sum())
-
-    def dense_tags(self, tags: sp.csr_matrix):
-        """(n, t) float64 dense tag matrix on the device, scattered from the CSR non-zeros."""
-        torch = self.torch
-        coo = tags.tocoo()
-        dense = torch.zeros(tags.shape, dtype=torch.float64, device=self.device)
-        dense[self.index(coo.row), self.index(coo.col)] = self.put(coo.data)
-        return dense
+    def tag_layout(self, tags: sp.csr_matrix, x_dtype) -> DeviceTags:
+        """The unit tag rows (n, t) CSR float64 as this backend's layout (:class:`DeviceTags`:
+        a dense float64 copy on the device)."""
+        return DeviceTags(tags, x_dtype, self)
 
     @property
     def label(self) -> str:
@@ -411,12 +349,12 @@ def resolve_score_device(device: str | None) -> str | None:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _backend(device: str | None, allow_tf32: bool = False):
+def make_backend(device: str | None, allow_tf32: bool = False):
     """The backend for a device: numpy for None/"cpu"; torch for "cuda", "cuda:N" or "torch-cpu"
     (torch on the CPU, to exercise the torch code without a GPU); "auto" is resolved first."""
     device = resolve_score_device(device)
     if device is None or device == "cpu":
-        return _NumpyBackend()
+        return NumpyBackend()
     if not isinstance(device, str) or not (device.startswith("cuda") or device == "torch-cpu"):
         raise ScoringError(f"scoring device must be 'cpu', 'cuda', 'cuda:N' or 'torch-cpu', got {device!r}")
-    return _TorchBackend(device, allow_tf32)
+    return TorchBackend(device, allow_tf32)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .prepare import _Operands
-from .ranks import _row_ranks, _spearman_row_sums
-from .threads import _map_rows
+from .prepare import Operands
+from .ranks import backend_row_ranks, spearman_row_sums
+from .threads import map_rows
 
 
 def _undefined_threshold(count: int, dtype) -> float:
@@ -21,7 +21,7 @@ def _undefined_threshold(count: int, dtype) -> float:
     return count * max((16.0 * eps) ** 2, 64.0 * np.finfo(np.float64).eps)
 
 
-def _pearson_from_sums(sxx, syy, sxy, count, x_dtype, y_dtype) -> np.ndarray:
+def pearson_from_sums(sxx, syy, sxy, count, x_dtype, y_dtype) -> np.ndarray:
     """Pearson r from centred float64 sums, NaN where either side is constant.
 
     Parameters
@@ -43,7 +43,7 @@ def _pearson_from_sums(sxx, syy, sxy, count, x_dtype, y_dtype) -> np.ndarray:
     return np.clip(r, -1.0, 1.0)
 
 
-def _row_pearson(be, a, b, self_col: np.ndarray | None, a_dtype, b_dtype) -> np.ndarray:
+def row_pearson(be, a, b, self_col: np.ndarray | None, a_dtype, b_dtype) -> np.ndarray:
     """Pearson correlation of each row of ``a`` with the same row of ``b`` (both (k, m) backend arrays).
 
     With ``self_col`` (k,) the entry ``[i, self_col[i]]`` is left out of row i. Centred float64
@@ -73,15 +73,15 @@ def _row_pearson(be, a, b, self_col: np.ndarray | None, a_dtype, b_dtype) -> np.
         sxx = sxx - da * da
         syy = syy - db * db
         sxy = sxy - da * db
-    return _pearson_from_sums(be.get(sxx), be.get(syy), be.get(sxy), count, a_dtype, b_dtype)
+    return pearson_from_sums(be.get(sxx), be.get(syy), be.get(sxy), count, a_dtype, b_dtype)
 
 
-def _anchor_rows(ops: _Operands, anchors: np.ndarray, include_self: bool, method: str, block: int) -> np.ndarray:
+def anchor_rows(ops: Operands, anchors: np.ndarray, include_self: bool, method: str, block: int) -> np.ndarray:
     """Per-anchor correlations over similarity blocks of ``block`` anchors.
 
     Parameters
     ----------
-    ops : _Operands
+    ops : Operands
     anchors : (k,) int64
     include_self : bool
         Keep each anchor's own item among the compared ones.
@@ -103,13 +103,13 @@ def _anchor_rows(ops: _Operands, anchors: np.ndarray, include_self: bool, method
         emb, tag = ops.similarity_block(rows)
         self_col = None if include_self else rows
         if method == "pearson":
-            out[start : start + rows.size] = _row_pearson(be, emb, tag, self_col, ops.x.dtype, np.float64)
+            out[start : start + rows.size] = row_pearson(be, emb, tag, self_col, ops.x.dtype, np.float64)
         else:
-            emb_ranks = _row_ranks(be, emb, self_col)
+            emb_ranks = backend_row_ranks(be, emb, self_col)
             del emb
-            tag_ranks = _row_ranks(be, tag, self_col)
+            tag_ranks = backend_row_ranks(be, tag, self_col)
             del tag
-            out[start : start + rows.size] = _row_pearson(be, emb_ranks, tag_ranks, self_col, np.float64, np.float64)
+            out[start : start + rows.size] = row_pearson(be, emb_ranks, tag_ranks, self_col, np.float64, np.float64)
     return out
 
 
@@ -120,9 +120,9 @@ _MAX_SORT_KEY_ITEMS = 2**22
 _ENTRIES_PER_THREAD = 2**17
 
 
-def _anchor_spearman_rows(ops: _Operands, anchors: np.ndarray, include_self: bool, block: int) -> np.ndarray:
+def _anchor_spearman_rows(ops: Operands, anchors: np.ndarray, include_self: bool, block: int) -> np.ndarray:
     """Per-anchor Spearman on the CPU: (b, n) similarity blocks, then each row ranked on its own
-    (:func:`~corrembed.score.ranks._spearman_row_sums`, one plain sort per row and side) in the
+    (:func:`~corrembed.score.ranks.spearman_row_sums`, one plain sort per row and side) in the
     pass threads, so the working memory is the block plus a few (n,) arrays per thread.
 
     Returns (n_anchors,) float64, NaN where undefined.
@@ -138,15 +138,15 @@ def _anchor_spearman_rows(ops: _Operands, anchors: np.ndarray, include_self: boo
             """Rank rows [a, b) of this block into ``sums`` (bound defaults: called in this iteration)."""
             for i in range(a, b):
                 self_col = None if include_self else int(rows[i])
-                sums[start + i] = _spearman_row_sums(emb[i], tag[i], self_col)
+                sums[start + i] = spearman_row_sums(emb[i], tag[i], self_col)
 
-        _map_rows(rank_rows, 0, rows.size, min_rows=min_rows)
+        map_rows(rank_rows, 0, rows.size, min_rows=min_rows)
         del emb, tag
     count = n if include_self else n - 1
-    return _pearson_from_sums(sums[:, 0], sums[:, 1], sums[:, 2], count, np.float64, np.float64)
+    return pearson_from_sums(sums[:, 0], sums[:, 1], sums[:, 2], count, np.float64, np.float64)
 
 
-class _PairMoments:
+class PairMoments:
     """Running float64 centred moments of (x, y) pairs, merged block by block (Chan et al.)."""
 
     def __init__(self):
@@ -176,7 +176,7 @@ class _PairMoments:
 
     def pearson(self, x_dtype, y_dtype) -> float:
         """The Pearson correlation of every pair added so far (NaN when a side is constant)."""
-        r = _pearson_from_sums(
+        r = pearson_from_sums(
             np.array([self.sxx]), np.array([self.syy]), np.array([self.sxy]), self.count, x_dtype, y_dtype
         )
         return float(r[0])

@@ -8,21 +8,22 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ScoringError
-from .backends import _NumpyBackend, _sparse_rowdot
+from .backends import NumpyBackend
 from .options import Strategy
 from .pearson import (
     MAX_DENSE_SLOTS,
     SCATTER_CHUNK,
-    _anchor_r,
-    _half_upper,
-    _pair_sums,
-    _pearson_factors,
-    _PearsonFactors,
-    _quadratic_forms,
+    PearsonFactors,
+    anchor_r,
+    half_upper,
+    pair_sums,
+    pearson_factors,
+    quadratic_forms,
 )
-from .peranchor import _corrembed
-from .prepare import _Blocks, _Operands, _prepare, _row_norms, _unit_rows
+from .peranchor import corrembed_of
+from .prepare import BlockSizes, Operands, prepare_operands, row_norms, unit_rows
 from .results import MantelResult
+from .tag_layout import sparse_rowdot
 
 
 def bootstrap_interval(
@@ -72,7 +73,7 @@ def bootstrap_interval(
     return float(low), float(high)
 
 
-def _mantel(ops: _Operands, fac: _PearsonFactors, permutations: int, seed: int) -> MantelResult:
+def mantel_of(ops: Operands, fac: PearsonFactors, permutations: int, seed: int) -> MantelResult:
     """Mantel test from factors holding the scatter C and the centred embeddings.
 
     Each permutation re-labels the tag vectors and recomputes the all-pairs Pearson exactly:
@@ -80,19 +81,18 @@ def _mantel(ops: _Operands, fac: _PearsonFactors, permutations: int, seed: int) 
     """
     if int(permutations) < 1:
         raise ScoringError(f"Mantel permutations must be >= 1, got {permutations}")
-    be = ops.backend
-    sums = _pair_sums(ops, fac)
+    sums = pair_sums(ops, fac)
     identity = np.arange(ops.n)
     # The observed value through the same float32 product as the null ones, so that rounding
     # cannot favour either side of the comparison.
-    observed_sxy = sums.cross_sxy(be.permuted_cross_sq_norm(ops, fac.x_centred, identity))
+    observed_sxy = sums.cross_sxy(ops.tag_layout.permuted_cross_sq_norm(fac.x_centred, identity))
     observed = sums.pearson(observed_sxy, ops.x.dtype)
     rng = np.random.default_rng(seed)
     null = np.empty(int(permutations))
     null_sxy = np.empty(int(permutations))
     for k in range(null.size):
         perm = rng.permutation(ops.n)
-        null_sxy[k] = sums.cross_sxy(be.permuted_cross_sq_norm(ops, fac.x_centred, perm), perm)
+        null_sxy[k] = sums.cross_sxy(ops.tag_layout.permuted_cross_sq_norm(fac.x_centred, perm), perm)
         null[k] = sums.pearson(null_sxy[k], ops.x.dtype)
     if np.isnan(observed):
         return MantelResult(float("nan"), float("nan"), int(permutations), null)
@@ -106,24 +106,24 @@ def _control(
     tags: sp.csr_matrix,
     anchors: np.ndarray,
     include_self: bool,
-    blocks: _Blocks,
+    blocks: BlockSizes,
     strategy: Strategy = "auto",
 ) -> float:
     """CorrEmbed of a control input ((n, d) embeddings, (n, t) tags) over the same anchors; NaN
     when no anchor is defined."""
-    ops = _prepare(x, tags, be)
+    ops = prepare_operands(x, tags, be)
     try:
-        return _corrembed(ops, anchors, include_self, blocks, "pearson", strategy).mean
+        return corrembed_of(ops, anchors, include_self, blocks, "pearson", strategy).mean
     except ScoringError:
         return float("nan")
 
 
-def _controls(
-    ops: _Operands,
-    factors: _PearsonFactors | None,
+def control_scores(
+    ops: Operands,
+    factors: PearsonFactors | None,
     anchors: np.ndarray,
     include_self: bool,
-    blocks: _Blocks,
+    blocks: BlockSizes,
     strategy: Strategy,
     seeds,
 ) -> tuple[float, float, float]:
@@ -168,15 +168,8 @@ def _controls(
     return random, shuffled_emb, shuffled_tags
 
 
-def _with_tags_of(ops: _Operands, sigma: np.ndarray) -> _Operands:
-    """Operands in which item i keeps its embedding and takes item sigma[i]'s tag vector."""
-    be = ops.backend
-    tags_dev = None if ops.tags_dev is None else ops.tags_dev[be.index(sigma)]
-    return _Operands(x=ops.x, tags=ops.tags[sigma], x_sq=ops.x_sq, backend=be, x_dev=ops.x_dev, tags_dev=tags_dev)
-
-
 def _paired_control(
-    ops: _Operands, factors: _PearsonFactors, sigma: np.ndarray, anchors: np.ndarray, include_self: bool, blocks
+    ops: Operands, factors: PearsonFactors, sigma: np.ndarray, anchors: np.ndarray, include_self: bool, blocks
 ) -> float:
     """CorrEmbed (factored) when item i's embedding x_i is paired with tag vector tau_sigma[i].
 
@@ -184,17 +177,17 @@ def _paired_control(
     computes only the new cross matrix K = sum_i (x_i - m) tau_sigma[i]^T. NaN when no anchor
     is defined.
     """
-    paired = _with_tags_of(ops, sigma)
-    fac = _pearson_factors(paired, scatter=False, centred=False)
+    paired = ops.with_tags_of(sigma)
+    fac = pearson_factors(paired, scatter=False, centred=False)
     fac = dataclasses.replace(fac, scatter_x=factors.scatter_x)
     try:
-        return _corrembed(paired, anchors, include_self, blocks, "pearson", "factored", fac, True).mean
+        return corrembed_of(paired, anchors, include_self, blocks, "pearson", "factored", fac, True).mean
     except ScoringError:
         return float("nan")
 
 
 def _random_control(
-    ops: _Operands, factors: _PearsonFactors, anchors: np.ndarray, include_self: bool, seed, chunk: int = SCATTER_CHUNK
+    ops: Operands, factors: PearsonFactors, anchors: np.ndarray, include_self: bool, seed, chunk: int = SCATTER_CHUNK
 ) -> float:
     """CorrEmbed (factored, numpy) of random Gaussian embeddings of x's shape and dtype with the
     real tags, the random rows drawn ``chunk`` at a time and never held whole.
@@ -207,7 +200,7 @@ def _random_control(
     """
     n, d = ops.x.shape
     dtype = ops.x.dtype
-    be = _NumpyBackend()
+    be = NumpyBackend()
     rng = np.random.default_rng(seed)
     wanted, where = np.unique(anchors, return_inverse=True)
     y_anchor = np.empty((wanted.size, d), dtype=dtype)
@@ -218,24 +211,24 @@ def _random_control(
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         raw = rng.standard_normal((stop - start, d), dtype=dtype)
-        y, y_sq = _unit_rows(raw, _row_norms(raw))
+        y, y_sq = unit_rows(raw, row_norms(raw))
         del raw
         gram += y.T @ y
-        raw_cross_t += be.tags_t_times(ops, start, stop, y)
+        raw_cross_t += ops.tag_layout.t_times(start, stop, y)
         col_sums += np.add.reduce(y, axis=0, dtype=np.float64)
         lo, hi = np.searchsorted(wanted, [start, stop])
         y_anchor[lo:hi] = y[wanted[lo:hi] - start]
         y_anchor_sq[lo:hi] = y_sq[wanted[lo:hi] - start]
     m = col_sums / n
     tag_mean = np.asarray(be.get(factors.tag_mean))
-    upper = _half_upper(gram - n * np.outer(m, m), be, y_anchor)
+    upper = half_upper(gram - n * np.outer(m, m), be, y_anchor)
     cross = (raw_cross_t - n * np.outer(tag_mean, m)).T.astype(dtype)
     xa = y_anchor[where]
     ta = ops.tags[anchors]
-    sxx = _quadratic_forms(be, xa, upper)
-    sxy = _sparse_rowdot(ta, xa @ cross)
+    sxx = quadratic_forms(be, xa, upper)
+    sxy = sparse_rowdot(ta, xa @ cross)
     dx = y_anchor_sq[where] - be.matvec64(xa, m)
-    r = _anchor_r(sxx, sxy, ta, dx, np.asarray(be.get(factors.scatter_t)), tag_mean, n, include_self, dtype)
+    r = anchor_r(sxx, sxy, ta, dx, np.asarray(be.get(factors.scatter_t)), tag_mean, n, include_self, dtype)
     r[ops.zero_tag_rows[anchors]] = np.nan
     defined = np.isfinite(r)
     return float(r[defined].mean()) if defined.any() else float("nan")

@@ -13,7 +13,7 @@ the all-pairs Pearson are both wanted, jointly, since one scatter serves both), 
   sum_j (S_aj - mean)^2 = x_a^T C x_a and sum_j (S_aj - mean)(T_aj - mean) = x_a^T K tau_a with
   K = sum_j (x_j - m) tau_j^T (d x t). Cost ~ (n / 2 + 9 n_anchors / 16) d^2, far below the
   n^2 d of the similarity matrix when d << n (exact all-anchors at catalogue scale):
-  x_a^T C x_a is a blocked triangular product (:func:`_quadratic_forms`), C a symmetric one.
+  x_a^T C x_a is a blocked triangular product (:func:`quadratic_forms`), C a symmetric one.
   The all-pairs Pearson uses the same trick with Frobenius norms (:class:`_PairSums`).
 
 Precision, both routes: products run in the embeddings' dtype ("float32 products"), every sum
@@ -21,15 +21,15 @@ over items is a float64 running sum ("float64 moments"). In the factored route e
 product sums over at most d terms or :data:`SCATTER_CHUNK` items (C is summed in float64 over
 chunks of centred rows: a single float32 product over 20k items would move CorrEmbed by ~1e-8,
 chunks of 4096 by ~1e-9). For float32 embeddings the unit tag vectors are rounded to float32
-once (:func:`~corrembed.score.prepare._prepare`), so float32 products and float64 sums see the
+once (:func:`~corrembed.score.prepare.prepare_operands`), so float32 products and float64 sums see the
 same tag weights. Measured at n = 10k-20k, d = 2048: per-anchor r_a within 2.5e-7 of a float64
 computation (the float32 rounding of the similarities themselves), CorrEmbed and the all-pairs
 Pearson within 2e-9.
 
-Both strategies share the factor pass (:func:`_pearson_factors`): K, the (t, t) tag scatter and,
+Both strategies share the factor pass (:func:`pearson_factors`): K, the (t, t) tag scatter and,
 as needed, C or the centred embeddings, reused by the per-anchor CorrEmbed, the all-pairs
 Pearson and the Mantel test. Memory-bound passes over rows (centring, sparse products) run in
-threads (:func:`~corrembed.score.threads._map_rows`); the products use the BLAS's own threads.
+threads (:func:`~corrembed.score.threads.map_rows`); the products use the BLAS's own threads.
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ScoringError
-from .backends import _sparse_rowdot
-from .correlation import _anchor_rows, _PairMoments, _pearson_from_sums
+from .correlation import PairMoments, anchor_rows, pearson_from_sums
 from .options import Strategy
-from .prepare import _iter_blocks, _Operands, _upper_mask
+from .prepare import Operands, iter_blocks, upper_mask
+from .tag_layout import sparse_rowdot
 
 #: Above this many tag slots the (t, t) and (d, t) factor matrices are not built; per-anchor
 #: Pearson then takes every moment from similarity blocks.
@@ -53,13 +53,13 @@ MAX_DENSE_SLOTS = 4096
 #: summed in float64.
 SCATTER_CHUNK = 4096
 
-#: Column blocks of the triangular product in :func:`_quadratic_forms`: more blocks skip more of
+#: Column blocks of the triangular product in :func:`quadratic_forms`: more blocks skip more of
 #: the zero triangle (k blocks: (k + 1) / 2k of a full product) but make smaller products.
 _TRIANGLE_BLOCKS = 8
 
 
 @dataclass(frozen=True)
-class _PearsonFactors:
+class PearsonFactors:
     """Small matrices from which per-anchor centred moments follow (backend arrays, float64 unless noted).
 
     x_mean: (d,) mean normalized embedding m.  tag_mean: (t,) mean normalized tag vector mu.
@@ -78,12 +78,12 @@ class _PearsonFactors:
     x_dot_mean: np.ndarray
 
 
-def _pearson_factors(ops: _Operands, scatter: bool, centred: bool, chunk: int = SCATTER_CHUNK) -> _PearsonFactors:
-    """One pass over the rows: the factor matrices of :class:`_PearsonFactors`.
+def pearson_factors(ops: Operands, scatter: bool, centred: bool, chunk: int = SCATTER_CHUNK) -> PearsonFactors:
+    """One pass over the rows: the factor matrices of :class:`PearsonFactors`.
 
     Parameters
     ----------
-    ops : _Operands
+    ops : Operands
     scatter : bool
         Also sum the (d, d) scatter C (factored per-anchor route, factored all-pairs, Mantel).
     centred : bool
@@ -113,7 +113,7 @@ def _pearson_factors(ops: _Operands, scatter: bool, centred: bool, chunk: int = 
             # (called within this iteration; the defaults bind this chunk for the linter).
             np_part = part[a - start : b - start]
             be.subtract(ops.x_dev[a:b], mean_x_dtype, out=np_part)
-            return be.matvec64(ops.x_dev[a:b], x_mean), be.tags_t_times(ops, a, b, np_part)
+            return be.matvec64(ops.x_dev[a:b], x_mean), ops.tag_layout.t_times(a, b, np_part)
 
         ranges = be.map_rows(centre, start, stop)
         x_dot_mean.extend(be.get(r[0]) for r in ranges)
@@ -133,7 +133,7 @@ def _pearson_factors(ops: _Operands, scatter: bool, centred: bool, chunk: int = 
     # The (t, t) tag scatter on the host from one sparse product (float64; t is small).
     mean_host = be.get(tag_mean)
     scatter_t = (ops.tags.T @ ops.tags).toarray() - n * np.outer(mean_host, mean_host)
-    return _PearsonFactors(
+    return PearsonFactors(
         x_mean, tag_mean, cross_t.T, be.put(scatter_t), scatter_x, x_centred, np.concatenate(x_dot_mean)
     )
 
@@ -143,10 +143,10 @@ def _triangle_edges(d: int) -> np.ndarray:
     return np.linspace(0, d, min(_TRIANGLE_BLOCKS, d) + 1).astype(int)
 
 
-def _half_upper(scatter, be, like):
+def half_upper(scatter, be, like):
     """U with x^T C x = 2 x^T U x for the symmetric (d, d) ``scatter`` C, in ``like``'s dtype.
 
-    U is C above the diagonal, C / 2 on it and 0 below, but only where :func:`_quadratic_forms`
+    U is C above the diagonal, C / 2 on it and 0 below, but only where :func:`quadratic_forms`
     reads it: the blocks above the diagonal blocks are C itself, so only the diagonal blocks
     are made triangular."""
     upper = be.like(scatter, like, copy=True)
@@ -158,8 +158,8 @@ def _half_upper(scatter, be, like):
     return upper
 
 
-def _quadratic_forms(be, xa, upper) -> object:
-    """x_a^T C x_a for each row of ``xa`` (b, d), given ``upper`` = :func:`_half_upper` (d, d).
+def quadratic_forms(be, xa, upper) -> object:
+    """x_a^T C x_a for each row of ``xa`` (b, d), given ``upper`` = :func:`half_upper` (d, d).
 
     2 x^T U x with U upper triangular: column block [c0, c1) of x U needs only rows [0, c1) of U,
     so the products skip most of the zero triangle. Products in xa's dtype (inner dimension
@@ -173,13 +173,13 @@ def _quadratic_forms(be, xa, upper) -> object:
     return 2.0 * total
 
 
-def _anchor_pearson(
-    ops: _Operands,
+def anchor_pearson(
+    ops: Operands,
     anchors: np.ndarray,
     include_self: bool,
     block: int,
     factored: bool,
-    factors: _PearsonFactors | None = None,
+    factors: PearsonFactors | None = None,
 ) -> np.ndarray:
     """Per-anchor Pearson r_a, (n_anchors,) float64.
 
@@ -189,13 +189,13 @@ def _anchor_pearson(
     when ``include_self`` is false (one-point downdate of centred sums).
     """
     if ops.tags.shape[1] > MAX_DENSE_SLOTS:
-        return _anchor_rows(ops, anchors, include_self, "pearson", block)
+        return anchor_rows(ops, anchors, include_self, "pearson", block)
     be = ops.backend
     n = ops.n
-    fac = factors if factors is not None else _pearson_factors(ops, scatter=factored, centred=not factored)
+    fac = factors if factors is not None else pearson_factors(ops, scatter=factored, centred=not factored)
     # Products with the moments run in the embeddings' dtype, as the similarity products do.
     cross = be.like(fac.cross, ops.x_dev)
-    upper = _half_upper(fac.scatter_x, be, ops.x_dev) if factored else None
+    upper = half_upper(fac.scatter_x, be, ops.x_dev) if factored else None
     if factored:
         # Without a (b, n) block to bound, blocks of anchors only bound the (b, d) copies.
         block = max(block, 4096)
@@ -207,20 +207,20 @@ def _anchor_pearson(
         # All anchors (the exact score) come in runs: slice rather than gather a copy.
         xa = ops.x_dev[int(rows[0]) : int(rows[-1]) + 1] if contiguous else ops.x_dev[be.index(rows)]
         if factored:
-            sxx = be.get(_quadratic_forms(be, xa, upper))
+            sxx = be.get(quadratic_forms(be, xa, upper))
         else:
             # The (b, n) block x_a . (x_j - m) = S_aj - mean_j S_aj: one product in x's dtype,
             # already centred, so its sum of squares has no cancellation.
             sxx = be.get(be.row_sum_squares(xa @ fac.x_centred.T))
         # Tag side from the sparse anchor rows (host, float64): tau_a^T Sigma_t tau_a.
         ta = ops.tags[rows]
-        sxy = be.tag_rowdot(ops, rows, ta, xa @ cross)
+        sxy = ops.tag_layout.rowdot(rows, ta, xa @ cross)
         dx = ops.x_sq[rows] - fac.x_dot_mean[rows]
-        out[start : start + rows.size] = _anchor_r(sxx, sxy, ta, dx, scatter_t, tag_mean, n, include_self, ops.x.dtype)
+        out[start : start + rows.size] = anchor_r(sxx, sxy, ta, dx, scatter_t, tag_mean, n, include_self, ops.x.dtype)
     return out
 
 
-def _anchor_r(sxx, sxy, ta, dx, scatter_t, tag_mean, n: int, include_self: bool, x_dtype) -> np.ndarray:
+def anchor_r(sxx, sxy, ta, dx, scatter_t, tag_mean, n: int, include_self: bool, x_dtype) -> np.ndarray:
     """Per-anchor Pearson r from the centred embedding sums over all n items.
 
     Parameters
@@ -240,16 +240,16 @@ def _anchor_r(sxx, sxy, ta, dx, scatter_t, tag_mean, n: int, include_self: bool,
     (b,) float64, NaN where undefined. The tag side is tau_a^T Sigma_t tau_a; without
     ``include_self`` the self pair is removed from all three sums (one-point downdate).
     """
-    syy = _sparse_rowdot(ta, ta @ scatter_t)
+    syy = sparse_rowdot(ta, ta @ scatter_t)
     if not include_self:
         # Remove the self pair (x_a.x_a, tau_a.tau_a) from the centred sums over all n items.
-        dt = _sparse_rowdot(ta, ta) - ta @ tag_mean
+        dt = sparse_rowdot(ta, ta) - ta @ tag_mean
         f = n / (n - 1)
         sxx = sxx - f * dx * dx
         syy = syy - f * dt * dt
         sxy = sxy - f * dx * dt
     count = n if include_self else n - 1
-    return _pearson_from_sums(sxx, syy, sxy, count, x_dtype, np.float64)
+    return pearson_from_sums(sxx, syy, sxy, count, x_dtype, np.float64)
 
 
 def _check_strategy(strategy: Strategy) -> None:
@@ -258,7 +258,7 @@ def _check_strategy(strategy: Strategy) -> None:
         raise ScoringError(f"strategy must be 'auto', 'blockwise' or 'factored', got {strategy!r}")
 
 
-def _pearson_costs(ops: _Operands, n_rows: int) -> dict[str, float]:
+def _pearson_costs(ops: Operands, n_rows: int) -> dict[str, float]:
     """Multiply-adds of each piece, all in x's dtype: the symmetric scatter is half a product, the
     blocked triangular quadratic forms ~(k + 1) / 2k of one; blockwise routes also make a few
     passes over each similarity block."""
@@ -271,7 +271,7 @@ def _pearson_costs(ops: _Operands, n_rows: int) -> dict[str, float]:
     }
 
 
-def _use_factored(ops: _Operands, n_rows: int, strategy: Strategy) -> bool:
+def use_factored(ops: Operands, n_rows: int, strategy: Strategy) -> bool:
     """Whether per-anchor Pearson over ``n_rows`` anchors alone is cheaper from the d x d scatter."""
     _check_strategy(strategy)
     if strategy != "auto":
@@ -280,7 +280,7 @@ def _use_factored(ops: _Operands, n_rows: int, strategy: Strategy) -> bool:
     return c["scatter"] + c["anchors_factored"] < c["anchors_blockwise"]
 
 
-def _use_factored_allpairs(ops: _Operands, strategy: Strategy) -> bool:
+def _use_factored_allpairs(ops: Operands, strategy: Strategy) -> bool:
     """Whether the all-pairs Pearson alone is cheaper from the scatter (n d^2 / 2) than from blocks (n^2 d / 2)."""
     _check_strategy(strategy)
     if ops.tags.shape[1] > MAX_DENSE_SLOTS:
@@ -291,12 +291,12 @@ def _use_factored_allpairs(ops: _Operands, strategy: Strategy) -> bool:
     return c["scatter"] < c["pairs_blockwise"]
 
 
-def _pearson_plan(ops: _Operands, n_rows: int, strategy: Strategy) -> tuple[bool, bool]:
+def pearson_plan(ops: Operands, n_rows: int, strategy: Strategy) -> tuple[bool, bool]:
     """(per-anchor factored, all-pairs factored) when both are computed: one scatter serves both,
     so the cheapest of the four combinations is chosen jointly."""
     _check_strategy(strategy)
     if strategy != "auto" or ops.tags.shape[1] > MAX_DENSE_SLOTS:
-        return _use_factored(ops, n_rows, strategy), _use_factored_allpairs(ops, strategy)
+        return use_factored(ops, n_rows, strategy), _use_factored_allpairs(ops, strategy)
     c = _pearson_costs(ops, n_rows)
 
     def total(plan: tuple[bool, bool]) -> float:
@@ -311,14 +311,14 @@ def _pearson_plan(ops: _Operands, n_rows: int, strategy: Strategy) -> tuple[bool
     return min(((a, p) for a in (True, False) for p in (True, False)), key=total)
 
 
-def _allpairs_pearson_blockwise(ops: _Operands, block: int) -> float:
+def _allpairs_pearson_blockwise(ops: Operands, block: int) -> float:
     """All-pairs Pearson from upper-triangle similarity blocks of ``block`` rows (running moments)."""
     be = ops.backend
-    moments = _PairMoments()
-    for rows in _iter_blocks(np.arange(ops.n), block):
+    moments = PairMoments()
+    for rows in iter_blocks(np.arange(ops.n), block):
         start = int(rows[0])
         emb, tag = ops.similarity_block(rows, col_start=start)
-        mask = _upper_mask(rows, start, emb.shape[1])
+        mask = upper_mask(rows, start, emb.shape[1])
         moments.add(be.get(emb)[mask], be.get(tag)[mask])
     return moments.pearson(ops.x.dtype, np.float64)
 
@@ -358,7 +358,7 @@ class _PairSums:
 
     def pearson(self, sxy: float, x_dtype) -> float:
         """The all-pairs Pearson for the centred sum of products ``sxy`` (NaN when a side is constant)."""
-        r = _pearson_from_sums(
+        r = pearson_from_sums(
             np.array([self.sxx]), np.array([self.syy]), np.array([sxy]), int(self.pairs), x_dtype, np.float64
         )
         return float(r[0])
@@ -370,7 +370,7 @@ def _sum_squares(a: np.ndarray) -> float:
     return float(flat @ flat)
 
 
-def _pair_sums(ops: _Operands, fac: _PearsonFactors) -> _PairSums:
+def pair_sums(ops: Operands, fac: PearsonFactors) -> _PairSums:
     """The all-pairs sums of :class:`_PairSums` from factors that include the scatter C."""
     be = ops.backend
     n = ops.n
@@ -391,18 +391,18 @@ def _pair_sums(ops: _Operands, fac: _PearsonFactors) -> _PairSums:
     return _PairSums(n, pairs, sum_x, sum_y, sxx, syy, a, b, x_sq, t_sq, mm, tt)
 
 
-def _allpairs_pearson_factored(ops: _Operands, fac: _PearsonFactors) -> float:
+def _allpairs_pearson_factored(ops: Operands, fac: PearsonFactors) -> float:
     """All-pairs Pearson from the factor matrices (with the scatter C): no similarity block."""
-    sums = _pair_sums(ops, fac)
+    sums = pair_sums(ops, fac)
     cross = ops.backend.get(fac.cross)
     return sums.pearson(sums.cross_sxy(_sum_squares(cross)), ops.x.dtype)
 
 
-def _allpairs_pearson(
-    ops: _Operands,
+def allpairs_pearson_of(
+    ops: Operands,
     block: int,
     strategy: Strategy,
-    factors: _PearsonFactors | None = None,
+    factors: PearsonFactors | None = None,
     factored: bool | None = None,
 ) -> float:
     """All-pairs Pearson by the route ``factored`` (None: chosen from ``strategy``), reusing
@@ -410,5 +410,5 @@ def _allpairs_pearson(
     if not (_use_factored_allpairs(ops, strategy) if factored is None else factored):
         return _allpairs_pearson_blockwise(ops, block)
     if factors is None or factors.scatter_x is None:
-        factors = _pearson_factors(ops, scatter=True, centred=False)
+        factors = pearson_factors(ops, scatter=True, centred=False)
     return _allpairs_pearson_factored(ops, factors)

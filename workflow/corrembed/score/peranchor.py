@@ -5,47 +5,47 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ScoringError
-from .correlation import _anchor_rows
+from .correlation import anchor_rows
 from .options import Strategy
-from .pearson import _anchor_pearson, _PearsonFactors, _use_factored
-from .prepare import _Blocks, _Operands
+from .pearson import PearsonFactors, anchor_pearson, use_factored
+from .prepare import BlockSizes, Operands
 from .results import CorrEmbedResult
 
 
-def _corrembed(
-    ops: _Operands,
+def corrembed_of(
+    ops: Operands,
     anchors: np.ndarray,
     include_self: bool,
-    blocks: _Blocks,
+    blocks: BlockSizes,
     method: str,
     strategy: Strategy,
-    factors: _PearsonFactors | None = None,
+    factors: PearsonFactors | None = None,
     anchors_factored: bool | None = None,
 ) -> CorrEmbedResult:
     """Per-anchor r_a and their mean.
 
     Parameters
     ----------
-    ops : _Operands
+    ops : Operands
     anchors : (k,) int64
     include_self : bool
-    blocks : _Blocks
+    blocks : BlockSizes
         Block sizes (``pearson`` for Pearson, ``ranks`` for Spearman).
     method : {"pearson", "spearman"}
     strategy : {"auto", "blockwise", "factored"}
         Pearson route, unless ``anchors_factored`` decides it.
-    factors : _PearsonFactors, optional
+    factors : PearsonFactors, optional
         Reused factor matrices (Pearson).
     anchors_factored : bool, optional
-        The route already planned (:func:`~corrembed.score.pearson._pearson_plan`).
+        The route already planned (:func:`~corrembed.score.pearson.pearson_plan`).
     """
     if method not in ("pearson", "spearman"):
         raise ScoringError(f"method must be 'pearson' or 'spearman', got {method!r}")
     if method == "pearson":
-        factored = _use_factored(ops, anchors.size, strategy) if anchors_factored is None else anchors_factored
-        per_anchor = _anchor_pearson(ops, anchors, include_self, blocks.pearson, factored, factors)
+        factored = use_factored(ops, anchors.size, strategy) if anchors_factored is None else anchors_factored
+        per_anchor = anchor_pearson(ops, anchors, include_self, blocks.pearson, factored, factors)
     else:
-        per_anchor = _anchor_rows(ops, anchors, include_self, method, blocks.ranks)
+        per_anchor = anchor_rows(ops, anchors, include_self, method, blocks.ranks)
     zero_tags = ops.zero_tag_rows[anchors]
     per_anchor[zero_tags] = np.nan
     return _result(per_anchor, anchors, int(zero_tags.sum()), ops.n, method, include_self)

@@ -10,48 +10,42 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ScoringError
-from .backends import _backend, _NumpyBackend
+from .backends import NumpyBackend, make_backend
 from .options import DEFAULT_MEMORY_BUDGET_MB, AnchorsArg, ScoreOptions
-from .threads import _map_rows
-
-#: Largest dense (t, n) float64 tag copy kept for tag-similarity blocks (above it, threaded
-#: sparse x dense products per block: about as fast, no n x t copy).
-_MAX_DENSE_TAGS_BYTES = 2**27
+from .tag_layout import HostTags
+from .threads import map_rows
 
 
 @dataclass
-class _Operands:
+class Operands:
     """Row-normalized inputs shared by every computation.
 
     Attributes
     ----------
     x : (n, d) float32/float64
         Unit rows (zero rows stay zero), C-contiguous, host.
-    tags : (n, t) CSR float64
-        Unit rows (zero rows stay zero), host.
+    tag_layout : HostTags or DeviceTags
+        The (n, t) unit tag rows (zero rows stay zero) and the backend's copy of them
+        (:mod:`.tag_layout`): every tag product goes through it.
     x_sq : (n,) float64
         |x_j|^2 (1 or 0 up to the rounding of x's entries), host.
-    backend : _NumpyBackend or _TorchBackend
+    backend : NumpyBackend or TorchBackend
         The array backend.
     x_dev : backend array
         ``x`` on the backend's device (the same object for numpy).
-    tags_dev : backend array or None
-        The dense (n, t) float64 tag matrix on the device (torch only, else None).
     """
 
     x: np.ndarray
-    tags: sp.csr_matrix
+    tag_layout: HostTags
     x_sq: np.ndarray
-    backend: object = field(default_factory=_NumpyBackend)
+    backend: object = field(default_factory=NumpyBackend)
     x_dev: object = None
-    tags_dev: object = None
 
     @property
     def n(self) -> int:
@@ -59,26 +53,18 @@ class _Operands:
         return self.x.shape[0]
 
     @property
+    def tags(self) -> sp.csr_matrix:
+        """(n, t) CSR float64 unit tag rows, host (the layout's own matrix)."""
+        return self.tag_layout.csr
+
+    @property
     def zero_tag_rows(self) -> np.ndarray:
         """(n,) bool: items whose tag vector is all zero."""
-        return np.diff(self.tags.indptr) == 0
+        return self.tag_layout.zero_rows
 
-    @cached_property
-    def tags_dense_t(self) -> np.ndarray | None:
-        """(t, n) float64 dense transpose of ``tags`` when small enough, else None.
-
-        The numpy backend builds tag-similarity blocks as sparse x dense products from it; built
-        on first use, as the factored route never needs it.
-        """
-        n, t = self.tags.shape
-        if self.backend.name != "numpy" or n * t * 8 > _MAX_DENSE_TAGS_BYTES:
-            return None
-        return np.ascontiguousarray(self.tags.T.toarray())
-
-    @cached_property
-    def tags_x(self) -> sp.csr_matrix:
-        """``tags`` in the embeddings' dtype, for sparse products with embedding-sized arrays."""
-        return self.tags.astype(self.x.dtype, copy=False)
+    def with_tags_of(self, sigma: np.ndarray) -> Operands:
+        """Operands in which item i keeps its embedding and takes item ``sigma[i]``'s tag vector."""
+        return replace(self, tag_layout=self.tag_layout.permuted(sigma))
 
     def similarity_block(self, rows: np.ndarray, col_start: int = 0):
         """Embedding and tag cosine similarities of items ``rows`` against items ``col_start..n-1``.
@@ -100,17 +86,17 @@ class _Operands:
         """
         be = self.backend
         emb = self.x_dev[be.index(rows)] @ self.x_dev[col_start:].T
-        return emb, be.tag_block(self, rows, col_start)
+        return emb, self.tag_layout.block(rows, col_start)
 
 
-def _row_norms(x: np.ndarray) -> np.ndarray:
+def row_norms(x: np.ndarray) -> np.ndarray:
     """(n,) float64 Euclidean norms of the rows of x; NaN or inf exactly for rows that hold one.
 
     One pass: a non-finite value makes its row's norm non-finite, so only those rows are looked
     at again (a float64 row of huge finite values, whose squares overflow, gets a rescaled norm).
     """
     norms = np.sqrt(
-        np.concatenate(_map_rows(lambda a, b: np.einsum("ij,ij->i", x[a:b], x[a:b], dtype=np.float64), 0, x.shape[0]))
+        np.concatenate(map_rows(lambda a, b: np.einsum("ij,ij->i", x[a:b], x[a:b], dtype=np.float64), 0, x.shape[0]))
     )
     for row in np.flatnonzero(~np.isfinite(norms)):
         values = x[row].astype(np.float64)
@@ -120,14 +106,14 @@ def _row_norms(x: np.ndarray) -> np.ndarray:
     return norms
 
 
-def _unit_rows(x: np.ndarray, norms: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def unit_rows(x: np.ndarray, norms: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Unit-norm rows and their squared norms, without a second pass over x.
 
     Parameters
     ----------
     x : (n, d) float32/float64
     norms : (n,) float64
-        :func:`_row_norms` of x.
+        :func:`row_norms` of x.
     out : (n, d) array in x's dtype, optional
         Where to write the unit rows (may be ``x`` itself); a new array when None.
 
@@ -141,16 +127,16 @@ def _unit_rows(x: np.ndarray, norms: np.ndarray, out: np.ndarray | None = None) 
     scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(x.dtype)
     sq = np.square(norms * scale.astype(np.float64))
     out = np.empty(x.shape, dtype=x.dtype) if out is None else out
-    _map_rows(lambda a, b: np.multiply(x[a:b], scale[a:b, None], out=out[a:b]), 0, x.shape[0])
+    map_rows(lambda a, b: np.multiply(x[a:b], scale[a:b, None], out=out[a:b]), 0, x.shape[0])
     return out, sq
 
 
-def _normalize_dense_rows(x: np.ndarray) -> np.ndarray:
+def normalize_dense_rows(x: np.ndarray) -> np.ndarray:
     """Unit-norm rows of an (n, d) array in x's dtype (norms in float64); zero rows stay zero."""
-    return _unit_rows(x, _row_norms(x))[0]
+    return unit_rows(x, row_norms(x))[0]
 
 
-def _prepare(embeddings, tag_vectors, backend=None, in_place: bool = False) -> _Operands:
+def prepare_operands(embeddings, tag_vectors, backend=None, in_place: bool = False) -> Operands:
     """Check the inputs and normalize their rows.
 
     Parameters
@@ -159,7 +145,7 @@ def _prepare(embeddings, tag_vectors, backend=None, in_place: bool = False) -> _
         float32 and float64 are kept; other numeric dtypes become float64.
     tag_vectors : (n, t) dense array or scipy sparse matrix
         Rows aligned with ``embeddings``.
-    backend : _NumpyBackend or _TorchBackend, optional
+    backend : NumpyBackend or TorchBackend, optional
         Where the computations will run (numpy when None).
     in_place : bool
         Normalize the rows inside ``embeddings`` when it is a writeable C-contiguous float32 or
@@ -167,24 +153,20 @@ def _prepare(embeddings, tag_vectors, backend=None, in_place: bool = False) -> _
 
     Returns
     -------
-    _Operands
+    Operands
 
     Raises
     ------
     ScoringError
         Wrong shapes, non-numeric or non-finite values, fewer than 3 items.
     """
-    backend = backend if backend is not None else _NumpyBackend()
+    backend = backend if backend is not None else NumpyBackend()
     x, x_norms = _checked_embeddings(embeddings)
     tags = _checked_tags(tag_vectors, x.shape[0])
     writable = in_place and x is embeddings and x.flags.c_contiguous and x.flags.writeable
-    x, x_sq = _unit_rows(x, x_norms, out=x if writable else None)
+    x, x_sq = unit_rows(x, x_norms, out=x if writable else None)
     tags = _unit_tags(tags, x.dtype)
-    if isinstance(backend, _NumpyBackend):
-        return _Operands(x=x, tags=tags, x_sq=x_sq, backend=backend, x_dev=x)
-    return _Operands(
-        x=x, tags=tags, x_sq=x_sq, backend=backend, x_dev=backend.put(x), tags_dev=backend.dense_tags(tags)
-    )
+    return Operands(x=x, tag_layout=backend.tag_layout(tags, x.dtype), x_sq=x_sq, backend=backend, x_dev=backend.put(x))
 
 
 def _checked_embeddings(embeddings) -> tuple[np.ndarray, np.ndarray]:
@@ -197,7 +179,7 @@ def _checked_embeddings(embeddings) -> tuple[np.ndarray, np.ndarray]:
         if not np.issubdtype(x.dtype, np.number):
             raise ScoringError(f"embeddings must be numeric, got dtype {x.dtype}")
         x = x.astype(np.float64)
-    x_norms = _row_norms(x)
+    x_norms = row_norms(x)
     bad = ~np.isfinite(x_norms)
     if bad.any():
         rows = np.flatnonzero(bad)
@@ -290,7 +272,7 @@ def resolve_anchors(anchors: AnchorsArg, n: int, seed: int = 42) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Blocks:
+class BlockSizes:
     """Anchors per block for each kind of (b, n) working set, from one memory budget.
 
     Attributes
@@ -313,7 +295,7 @@ class _Blocks:
 _BYTES_PER_ENTRY = {"pearson": 16, "ranks": 24, "pairs": 64}
 
 
-def _blocks(block_size: int | None, n: int, memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB) -> _Blocks:
+def block_sizes(block_size: int | None, n: int, memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB) -> BlockSizes:
     """Block sizes: ``block_size`` for every kind when given, else each kind's share of the budget.
 
     Parameters
@@ -329,33 +311,33 @@ def _blocks(block_size: int | None, n: int, memory_budget_mb: float = DEFAULT_ME
         if int(block_size) < 1:
             raise ScoringError(f"block_size must be >= 1, got {block_size}")
         b = int(block_size)
-        return _Blocks(b, b, b)
+        return BlockSizes(b, b, b)
     if not memory_budget_mb > 0:
         raise ScoringError(f"memory_budget_mb must be positive, got {memory_budget_mb}")
     budget = float(memory_budget_mb) * 2**20
     sizes = {k: int(max(1, min(8192, budget // (v * n)))) for k, v in _BYTES_PER_ENTRY.items()}
-    return _Blocks(**sizes)
+    return BlockSizes(**sizes)
 
 
-def _iter_blocks(items: np.ndarray, size: int) -> Iterator[np.ndarray]:
+def iter_blocks(items: np.ndarray, size: int) -> Iterator[np.ndarray]:
     """Consecutive slices of ``items`` of at most ``size`` entries."""
     for start in range(0, items.size, size):
         yield items[start : start + size]
 
 
-def _upper_mask(rows: np.ndarray, col_start: int, width: int) -> np.ndarray:
+def upper_mask(rows: np.ndarray, col_start: int, width: int) -> np.ndarray:
     """Boolean (b, width) mask of pairs (i, j) with j > i, for column j = col_start + c."""
     return (col_start + np.arange(width))[None, :] > rows[:, None]
 
 
 @dataclass(frozen=True)
-class _Job:
+class ScoreJob:
     """One call's prepared state: the options, the backend, the operands and block sizes."""
 
     options: ScoreOptions
     backend: object
-    ops: _Operands
-    blocks: _Blocks
+    ops: Operands
+    blocks: BlockSizes
 
     def anchors(self) -> np.ndarray:
         """(n_anchors,) int64 anchor indices from the options (:func:`resolve_anchors`)."""
@@ -363,13 +345,13 @@ class _Job:
 
 
 @contextmanager
-def _prepared(embeddings, tag_vectors, options: ScoreOptions) -> Iterator[_Job]:
+def prepared_job(embeddings, tag_vectors, options: ScoreOptions) -> Iterator[ScoreJob]:
     """The opening every entry point shares: backend for ``options.device`` ("auto" resolved),
     its precision settings held for the block, inputs checked and normalized, block sizes."""
-    backend = _backend(options.device, options.allow_tf32)
+    backend = make_backend(options.device, options.allow_tf32)
     with backend.precision():
-        ops = _prepare(embeddings, tag_vectors, backend, in_place=options.normalize_in_place)
-        yield _Job(options, backend, ops, _blocks(options.block_size, ops.n, options.memory_budget_mb))
+        ops = prepare_operands(embeddings, tag_vectors, backend, in_place=options.normalize_in_place)
+        yield ScoreJob(options, backend, ops, block_sizes(options.block_size, ops.n, options.memory_budget_mb))
 
 
 def similarity_block(embeddings, tag_vectors, rows, col_start: int = 0, *, device: str | None = None):
@@ -400,6 +382,6 @@ def similarity_block(embeddings, tag_vectors, rows, col_start: int = 0, *, devic
     >>> emb.round(3).tolist(), tag.tolist()
     ([[1.0, 0.0, 0.707]], [[1.0, 0.0, 0.0]])
     """
-    with _prepared(embeddings, tag_vectors, ScoreOptions(device=device)) as job:
+    with prepared_job(embeddings, tag_vectors, ScoreOptions(device=device)) as job:
         emb, tag = job.ops.similarity_block(np.asarray(rows, dtype=np.int64), col_start)
         return job.backend.get(emb), job.backend.get(tag)

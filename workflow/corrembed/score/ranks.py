@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backends import _TIE_SCALE, TIE_DECIMALS, _NumpyBackend
+from .backends import TIE_DECIMALS, TIE_SCALE, NumpyBackend
 
 __all__ = ["TIE_DECIMALS", "row_ranks"]
 
@@ -26,15 +26,15 @@ def row_ranks(sim: np.ndarray) -> np.ndarray:
     >>> row_ranks(np.array([[0.3, 0.1, 0.3]])).tolist()
     [[2.5, 1.0, 2.5]]
     """
-    be = _NumpyBackend()
+    be = NumpyBackend()
     return be.average_ranks(be.quantize(np.atleast_2d(np.asarray(sim))))
 
 
-def _row_ranks(be, sim, self_col: np.ndarray | None):
+def backend_row_ranks(be, sim, self_col: np.ndarray | None):
     """Average ranks (float64) of each row's similarities rounded to TIE_DECIMALS decimals.
 
     The self entry, when given ((k,) column per row), is ranked last so the others get the ranks
-    1..m-1 they have among themselves; :func:`~corrembed.score.correlation._row_pearson` then
+    1..m-1 they have among themselves; :func:`~corrembed.score.correlation.row_pearson` then
     leaves it out. ``sim`` is a (k, m) backend array; returns one of the same shape.
     """
     q = be.quantize(sim)
@@ -48,14 +48,14 @@ _VALUE_BITS = 42
 _SENTINEL = np.iinfo(np.uint64).max
 #: Offset and clip bound in units of 10**-TIE_DECIMALS: 1.5, so that float32 similarities just
 #: above 1 (an item with itself, duplicates: 1 + 1e-7) keep their order instead of tying with 1.
-_KEY_OFFSET = 1.5 * _TIE_SCALE
+_KEY_OFFSET = 1.5 * TIE_SCALE
 
 
 def _quantized_keys(values: np.ndarray) -> np.ndarray:
     """(m,) uint64: similarities rounded to TIE_DECIMALS decimals, offset by 1.5 to [0, 3e12]
     (< 2**42; anything beyond [-1.5, 1.5], impossible for cosines, is clipped), so that
     ``np.sort`` on them orders by value exactly as the rounded values."""
-    q = np.rint(values.astype(np.float64) * _TIE_SCALE)
+    q = np.rint(values.astype(np.float64) * TIE_SCALE)
     np.clip(q, -_KEY_OFFSET, _KEY_OFFSET, out=q)
     q += _KEY_OFFSET
     return q.astype(np.uint64)
@@ -120,7 +120,7 @@ def _centred_level_ranks(values: np.ndarray, self_col: int | None) -> np.ndarray
     return average[np.minimum(np.searchsorted(levels, q), levels.size - 1)]
 
 
-def _spearman_row_sums(emb: np.ndarray, tag: np.ndarray, self_col: int | None) -> tuple[float, float, float]:
+def spearman_row_sums(emb: np.ndarray, tag: np.ndarray, self_col: int | None) -> tuple[float, float, float]:
     """Centred sums (sxx, syy, sxy) of the ranks of one anchor's similarity rows.
 
     Parameters

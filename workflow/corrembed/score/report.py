@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ScoringError
-from .inference import _controls, _mantel, bootstrap_interval
+from .inference import bootstrap_interval, control_scores, mantel_of
 from .options import ScoreOptions, resolve_options
-from .pearson import MAX_DENSE_SLOTS, _allpairs_pearson, _pearson_factors, _pearson_plan
-from .peranchor import _corrembed
-from .prepare import _Job, _prepared
+from .pearson import MAX_DENSE_SLOTS, allpairs_pearson_of, pearson_factors, pearson_plan
+from .peranchor import corrembed_of
+from .prepare import ScoreJob, prepared_job
 from .results import ScoreReport
-from .spearman import _allpairs_spearman
+from .spearman import allpairs_spearman_of
 
 
 def score_report(embeddings, tag_vectors, options: ScoreOptions | None = None, **overrides) -> ScoreReport:
@@ -50,11 +50,11 @@ def score_report(embeddings, tag_vectors, options: ScoreOptions | None = None, *
     opts = resolve_options(options, overrides)
     if int(opts.permutations) < 0:
         raise ScoringError(f"permutations must be >= 0 (0 = no Mantel test), got {opts.permutations}")
-    with _prepared(embeddings, tag_vectors, opts) as job:
+    with prepared_job(embeddings, tag_vectors, opts) as job:
         return _score_report(job)
 
 
-def _score_report(job: _Job) -> ScoreReport:
+def _score_report(job: ScoreJob) -> ScoreReport:
     """:func:`score_report` on a prepared job (backend precision already set)."""
     opts, ops, blocks, be = job.options, job.ops, job.blocks, job.backend
     n, seed, include_self, permutations = ops.n, opts.seed, opts.include_self, opts.permutations
@@ -62,31 +62,31 @@ def _score_report(job: _Job) -> ScoreReport:
 
     # One pass over the data gives the factor matrices shared by the per-anchor Pearson, the
     # all-pairs Pearson and the Mantel test (whichever of them use it).
-    anchors_factored, pairs_factored = _pearson_plan(ops, anchor_idx.size, opts.strategy)
+    anchors_factored, pairs_factored = pearson_plan(ops, anchor_idx.size, opts.strategy)
     factors = None
     if ops.tags.shape[1] <= MAX_DENSE_SLOTS:
         need_scatter = anchors_factored or pairs_factored or permutations > 0
         need_centred = not anchors_factored or permutations > 0
-        factors = _pearson_factors(ops, scatter=need_scatter, centred=need_centred)
-    pearson = _corrembed(ops, anchor_idx, include_self, blocks, "pearson", opts.strategy, factors, anchors_factored)
-    all_pearson = _allpairs_pearson(ops, blocks.pearson, opts.strategy, factors, pairs_factored)
+        factors = pearson_factors(ops, scatter=need_scatter, centred=need_centred)
+    pearson = corrembed_of(ops, anchor_idx, include_self, blocks, "pearson", opts.strategy, factors, anchors_factored)
+    all_pearson = allpairs_pearson_of(ops, blocks.pearson, opts.strategy, factors, pairs_factored)
     seq_random, seq_emb, seq_tags, seq_mantel = np.random.SeedSequence(seed).spawn(4)
     mantel_p = float("nan")
     if permutations > 0:
         if factors is None or factors.scatter_x is None or factors.x_centred is None:
-            factors = _pearson_factors(ops, scatter=True, centred=True)
+            factors = pearson_factors(ops, scatter=True, centred=True)
         mantel_seed = int(seq_mantel.generate_state(1)[0])
-        mantel_p = _mantel(ops, factors, int(permutations), mantel_seed).p_value
+        mantel_p = mantel_of(ops, factors, int(permutations), mantel_seed).p_value
     control_random = control_shuffled_emb = control_shuffled_tags = float("nan")
     if opts.controls:
-        control_random, control_shuffled_emb, control_shuffled_tags = _controls(
+        control_random, control_shuffled_emb, control_shuffled_tags = control_scores(
             ops, factors, anchor_idx, include_self, blocks, opts.strategy, (seq_random, seq_emb, seq_tags)
         )
     del factors  # O(n d) centred copy when the blockwise route or Mantel made one: free it first
 
-    spearman = _corrembed(ops, anchor_idx, include_self, blocks, "spearman", "blockwise")
+    spearman = corrembed_of(ops, anchor_idx, include_self, blocks, "spearman", "blockwise")
     ci_low, ci_high = bootstrap_interval(pearson.per_anchor, opts.bootstrap, opts.confidence, seed)
-    all_spearman = _allpairs_spearman(ops, blocks.pairs, opts.max_exact_pairs, opts.sample_pairs, seed)
+    all_spearman = allpairs_spearman_of(ops, blocks.pairs, opts.max_exact_pairs, opts.sample_pairs, seed)
 
     return ScoreReport(
         corrembed=pearson.mean,

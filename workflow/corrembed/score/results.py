@@ -29,6 +29,16 @@ class CorrEmbedResult:
         "pearson" or "spearman".
     include_self : bool
         Whether the anchor's own item was among the compared items.
+
+    Examples
+    --------
+    >>> from corrembed.score import corrembed
+    >>> tags = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [0, 0]])
+    >>> result = corrembed(tags + 0.1, tags, anchors="all")
+    >>> result.n_anchors, result.n_defined, result.n_zero_tags, result.method
+    (5, 4, 1, 'pearson')
+    >>> bool(result.mean == np.nanmean(result.per_anchor))
+    True
     """
 
     mean: float
@@ -103,6 +113,19 @@ class ScoreReport:
     Scalars are in :meth:`as_dict`; the per-anchor results in :meth:`per_anchor_table`.
     ``anchors``, ``per_anchor_pearson`` and ``per_anchor_spearman`` are (n_anchors,) arrays
     (int64, float64, float64; NaN = undefined).
+
+    Examples
+    --------
+    >>> from corrembed.score import score_report
+    >>> rng = np.random.default_rng(0)
+    >>> tags = rng.random((40, 4)) < 0.5
+    >>> report = score_report(tags + 0.2 * rng.standard_normal((40, 4)), tags, anchors="all", bootstrap=50)
+    >>> report.n_items, report.n_anchors, report.per_anchor_pearson.shape
+    (40, 40, (40,))
+    >>> bool(report.corrembed > report.control_shuffled_tags)
+    True
+    >>> sorted(report.as_dict())[:3]
+    ['allpairs_pearson', 'allpairs_spearman', 'allpairs_spearman_method']
     """
 
     corrembed: float

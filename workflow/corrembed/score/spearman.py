@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ScoringError
-from .backends import _TIE_SCALE, _NumpyBackend, _quantize
-from .correlation import _pearson_from_sums, _row_pearson
-from .prepare import _iter_blocks, _Operands, _upper_mask
+from .backends import TIE_SCALE, NumpyBackend, quantize
+from .correlation import pearson_from_sums, row_pearson
+from .prepare import Operands, iter_blocks, upper_mask
 from .ranks import row_ranks
 from .results import AllPairsSpearman
-from .threads import _map_rows
+from .threads import map_rows
 
 
 class _PairRankCollector:
@@ -60,8 +60,8 @@ class _PairRankCollector:
 
     def add(self, emb: np.ndarray, tag: np.ndarray) -> None:
         """Append the pairs of two (k,) similarity arrays (embedding, tag) as keys."""
-        q_emb = np.clip(_quantize(emb), -int(_TIE_SCALE), int(_TIE_SCALE)) + int(_TIE_SCALE)
-        codes = self._codes(_quantize(tag))
+        q_emb = np.clip(quantize(emb), -int(TIE_SCALE), int(TIE_SCALE)) + int(TIE_SCALE)
+        codes = self._codes(quantize(tag))
         stop = self.filled + emb.size
         out = self.keys[self.filled : stop]
         np.left_shift(q_emb.astype(np.uint64), np.uint64(self.CODE_BITS), out=out)
@@ -122,7 +122,7 @@ class _PairRankCollector:
         tag_centred = level_rank - mid
         tag_ss = float(level_counts @ (tag_centred * tag_centred))
         cross = float(emb_rank_sums @ tag_centred)
-        r = _pearson_from_sums(np.array([emb_ss]), np.array([tag_ss]), np.array([cross]), total, np.float64, np.float64)
+        r = pearson_from_sums(np.array([emb_ss]), np.array([tag_ss]), np.array([cross]), total, np.float64, np.float64)
         return float(r[0])
 
 
@@ -137,13 +137,13 @@ def _pair_index_to_ij(k: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _spearman_of_values(emb: np.ndarray, tag: np.ndarray) -> float:
     """Spearman correlation of two 1-D similarity vectors, ties after rounding averaged."""
-    be = _NumpyBackend()
+    be = NumpyBackend()
     ranks_e = row_ranks(emb[None])
     ranks_t = row_ranks(tag[None])
-    return float(_row_pearson(be, ranks_e, ranks_t, None, np.float64, np.float64)[0])
+    return float(row_pearson(be, ranks_e, ranks_t, None, np.float64, np.float64)[0])
 
 
-def _allpairs_spearman_sampled(ops: _Operands, n_samples: int, seed: int, batches: int = 20) -> AllPairsSpearman:
+def _allpairs_spearman_sampled(ops: Operands, n_samples: int, seed: int, batches: int = 20) -> AllPairsSpearman:
     """All-pairs Spearman on ``n_samples`` pairs drawn uniformly with replacement (seeded), with the
     batch-means standard error over ``batches`` contiguous batches."""
     n = ops.n
@@ -166,7 +166,7 @@ def _allpairs_spearman_sampled(ops: _Operands, n_samples: int, seed: int, batche
             emb[sel] = np.einsum("ij,ij->i", ops.x[a], ops.x[b])
             tag[sel] = np.asarray(ops.tags[a].multiply(ops.tags[b]).sum(axis=1)).ravel()
 
-    _map_rows(fill, 0, n_samples, min_rows=chunk)
+    map_rows(fill, 0, n_samples, min_rows=chunk)
     value = _spearman_of_values(emb, tag)
     # Pairs are i.i.d. draws, so contiguous batches are independent estimates of the same value.
     per_batch = [_spearman_of_values(e, t) for e, t in zip(np.array_split(emb, batches), np.array_split(tag, batches))]
@@ -174,8 +174,8 @@ def _allpairs_spearman_sampled(ops: _Operands, n_samples: int, seed: int, batche
     return AllPairsSpearman(value=value, method="sampled", n_pairs=n_samples, standard_error=se)
 
 
-def _allpairs_spearman(
-    ops: _Operands, block: int, max_exact_pairs: int, sample_pairs: int, seed: int
+def allpairs_spearman_of(
+    ops: Operands, block: int, max_exact_pairs: int, sample_pairs: int, seed: int
 ) -> AllPairsSpearman:
     """All-pairs Spearman: exact over similarity blocks of ``block`` rows up to ``max_exact_pairs``
     pairs, else :func:`_allpairs_spearman_sampled`."""
@@ -184,10 +184,10 @@ def _allpairs_spearman(
         return _allpairs_spearman_sampled(ops, sample_pairs, seed)
     be = ops.backend
     collector = _PairRankCollector(n_pairs)
-    for rows in _iter_blocks(np.arange(ops.n), block):
+    for rows in iter_blocks(np.arange(ops.n), block):
         start = int(rows[0])
         emb, tag = ops.similarity_block(rows, col_start=start)
-        mask = _upper_mask(rows, start, emb.shape[1])
+        mask = upper_mask(rows, start, emb.shape[1])
         collector.add(be.get(emb)[mask], be.get(tag)[mask])
         del emb, tag
     return AllPairsSpearman(value=collector.spearman(), method="exact", n_pairs=n_pairs, standard_error=0.0)

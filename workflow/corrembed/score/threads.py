@@ -38,7 +38,7 @@ def _pass_threads() -> int:
     return max(1, min(8, cpus))
 
 
-def _map_rows(fn, start: int, stop: int, min_rows: int | None = None) -> list:
+def map_rows(fn, start: int, stop: int, min_rows: int | None = None) -> list:
     """[fn(a, b) for consecutive row ranges [a, b) covering [start, stop)], run in threads.
 
     Parameters
@@ -57,7 +57,7 @@ def _map_rows(fn, start: int, stop: int, min_rows: int | None = None) -> list:
 
     Examples
     --------
-    >>> _map_rows(lambda a, b: (a, b), 0, 10)
+    >>> map_rows(lambda a, b: (a, b), 0, 10)
     [(0, 10)]
     """
     global _pass_pool

@@ -16,8 +16,12 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import WeightsUnavailableError
-from .models import ModelSpec, parse_model_spec, preprocessing, source_of
+from ..errors import WeightsUnavailableError
+from .build import preprocessing
+from .layer_sweep import sweep_plan
+from .parse import parse_model_spec
+from .source import source_of
+from .spec import ModelSpec
 
 
 def check_model_spec(
@@ -80,8 +84,6 @@ def check_layer_sweep(spec: Mapping[str, Any] | ModelSpec, layers: list, *, mode
         Naming the model and the entry that is wrong (see
         :func:`corrembed.models.layer_sweep.sweep_plan`).
     """
-    from .models.layer_sweep import sweep_plan
-
     spec = parse_model_spec(spec, model_name=model_name, check_files=False)
     plan = sweep_plan(spec, layers)
     return {
