@@ -50,6 +50,7 @@ import torchvision
 from torch.utils.data import DataLoader
 
 from . import __version__
+from .cache_integrity import CacheEntriesLost, quarantine_counts
 from .embedding_cache import EmbeddingCache, embedding_identity
 from .embedding_store import EmbeddingShardWriter, embedding_schema, shard_name
 from .errors import ConfigError, CorrEmbedError
@@ -70,6 +71,8 @@ META_NAME = "meta.json"
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: Rows read back from the cache and written per step when assembling a shard.
 WRITE_CHUNK_ROWS = 4096
+#: Rounds of embed-then-read a shard tries when cache segments turn out damaged while read.
+MAX_CACHE_ROUNDS = 8
 
 
 @dataclass(frozen=True)
@@ -366,36 +369,46 @@ def embed_shard(
     transform_description = resolved_preprocessing.describe()
     identity = embedding_identity(spec, transform_description, precision=precision, decoder=decoder)
     cache = EmbeddingCache(cache_dir, identity)
-    missing = cache.missing(shas)
-    say(
-        f"{label}: rows {start}-{stop} of {images.height}: {len(shas) - len(missing)} image(s) "
-        f"cached, {len(missing)} distinct to embed (cache {cache.directory})"
-    )
-
     timings = {"seconds": 0.0, "setup_seconds": 0.0, "set_aside": []}
-    if missing:
-        first_path = {}
-        for sha, path in zip(shas, paths):
-            first_path.setdefault(sha, path)
-        timings = _embed_missing(
-            [first_path[s] for s in missing],
-            missing,
-            {spec.layer: cache},
-            lambda: _build_extractor(spec, torch_home, target, settings, hf_home),
-            preprocess=Preprocess.from_transform(resolved_preprocessing.transform()),
-            precision=precision,
-            decoder=decoder,
-            target=target,
-            settings=settings,
-            say=say,
-            label=label,
+    embedded: list[str] = []  # several rounds when a damaged cache segment turns up while reading
+    for _round in range(MAX_CACHE_ROUNDS):
+        missing = cache.missing(shas)
+        say(
+            f"{label}: rows {start}-{stop} of {images.height}: {len(shas) - len(missing)} image(s) "
+            f"cached, {len(missing)} distinct to embed (cache {cache.directory})"
         )
+        if missing:
+            first_path = {}
+            for sha, path in zip(shas, paths):
+                first_path.setdefault(sha, path)
+            done = _embed_missing(
+                [first_path[s] for s in missing],
+                missing,
+                {spec.layer: cache},
+                lambda: _build_extractor(spec, torch_home, target, settings, hf_home),
+                preprocess=Preprocess.from_transform(resolved_preprocessing.transform()),
+                precision=precision,
+                decoder=decoder,
+                target=target,
+                settings=settings,
+                say=say,
+                label=label,
+            )
+            timings = {key: timings[key] + done[key] for key in timings}
+            embedded += missing
 
-    dim = cache.dim if cache.dim is not None else 0  # 0: an empty shard of an empty cache
-    with EmbeddingShardWriter(shard_path, dim=dim) as writer:
-        for chunk in range(0, len(shas), WRITE_CHUNK_ROWS):
-            part = slice(chunk, chunk + WRITE_CHUNK_ROWS)
-            writer.write(item_ids[part], paths[part], _fetch(cache, shas[part], timings["set_aside"]))
+        dim = cache.dim if cache.dim is not None else 0  # 0: an empty shard of an empty cache
+        try:
+            with EmbeddingShardWriter(shard_path, dim=dim) as writer:
+                for chunk in range(0, len(shas), WRITE_CHUNK_ROWS):
+                    part = slice(chunk, chunk + WRITE_CHUNK_ROWS)
+                    writer.write(item_ids[part], paths[part], _fetch(cache, shas[part], timings["set_aside"]))
+            break
+        except CacheEntriesLost as lost:
+            say(f"{label}: {lost}")
+    else:
+        raise CorrEmbedError(f"{label}: cache {cache.directory} kept losing segments while read; check the disk")
+    missing = embedded
 
     seconds = timings["seconds"]
     meta = {
@@ -417,6 +430,7 @@ def embed_shard(
         "setup_seconds": round(timings["setup_seconds"], 3),
         "images_per_second": round(len(missing) / seconds, 3) if missing and seconds > 0 else None,
         "images_set_aside": timings["set_aside"],
+        **quarantine_counts(cache.quarantined),
         "peak_memory": _peak_memory(target),
         "versions": _versions(),
         **{key: value for key, value in asdict(settings).items() if key != "device"},
@@ -547,6 +561,7 @@ def merge_embedding_shards(
         },
         "slurm_job_id": ",".join(job_ids) if job_ids else None,
         "images_set_aside": [record for m in metas for record in m.get("images_set_aside", [])],
+        **quarantine_counts([record for m in metas for record in m.get("cache_quarantined", [])]),
         "shard_records": [
             {**m["shard"], **{k: m[k] for k in ("n_images", "n_embedded", "seconds", "device", "slurm_job_id")}}
             for m in metas

@@ -311,6 +311,9 @@ class EmbeddingMeta(_Record):
         images_set_aside: images the embed jobs could not decode ``{image, sha256, kind,
             reason}`` (kinds as in rejects.csv): they have NaN embeddings, are not cached (a later
             run tries them again) and the score stage excludes them. Older files lack it: [].
+        n_quarantined, cache_quarantined: cache entries found damaged and set aside (embedded
+            again), and the segments ``{file, moved_to, reason, rows}`` (see
+            :mod:`corrembed.cache_integrity`). Older files lack them: 0 and [].
         shard_records: per shard ``{index, count, start, stop, n_images, n_embedded, seconds,
             device, slurm_job_id}``.
         schema_version, extra: see :class:`_Record`.
@@ -353,6 +356,8 @@ class EmbeddingMeta(_Record):
     peak_memory: dict[str, int | None] | None = None
     slurm_job_id: str | None = None
     images_set_aside: list[dict[str, Any]] = field(default_factory=list)
+    n_quarantined: int = 0
+    cache_quarantined: list[dict[str, Any]] = field(default_factory=list)
     shard_records: list[dict[str, Any]] | None = None
     schema_version: int = _Record.SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
