@@ -89,14 +89,8 @@ def test_disk_full_message_then_rerun_after_freeing_space(tmp_path, capsys):
     assert clean["n_embedded"] == 20
     with _tmpfs(tmp_path / "small", "1m") as mount:
         ballast = mount / "ballast.bin"
-        with open(ballast, "wb") as handle:  # fill the disk but for a few KB (a cache segment is ~40 KB)
-            try:
-                while True:
-                    handle.write(b"\0" * 4096)
-                    handle.flush()
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-        ballast.write_bytes(ballast.read_bytes()[: -8 * 4096])
+        free = os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
+        ballast.write_bytes(b"\0" * (free - 16 * 1024))  # 16 KB left: a cache segment here is ~40 KB
         cache = mount / "cache"
         with pytest.raises(SystemExit):
             with job_logging(tmp_path / "embed.log", "embed[mnv3, 00000-of-00001]"):

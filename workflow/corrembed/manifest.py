@@ -110,8 +110,11 @@ def read_table_as_strings(path: str | os.PathLike, what: str = "manifest", *, en
 
 
 def _unescape_header(table: pl.DataFrame, text: str) -> pl.DataFrame:
-    """Header cells as Python's csv module (any CSV reader) reads them: polars 2.1 keeps the doubled
-    quotes of a quoted header cell (``"fit ""slim"""`` -> ``fit ""slim""``, not ``fit "slim"``)."""
+    """Header cells as Python's csv module (any CSV reader) reads them.
+
+    polars 2.1 keeps the doubled quotes of a quoted header cell: the cell written for ``fit "slim"``
+    reads as ``fit ""slim""``. Only such cells are renamed.
+    """
     header = next(csv.reader(io.StringIO(text)), [])
     if len(header) != table.width:
         return table
