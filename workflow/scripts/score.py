@@ -11,19 +11,18 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the corrembed libra
 
 import pyarrow
 
-from corrembed.embedding_store import read_embeddings
+from corrembed.checked_reads import checked_embeddings, checked_tag_vectors
 from corrembed.item_embeddings import usable_item_embeddings
 from corrembed.joblog import job_logging
 from corrembed.score import ScoreOptions, score_report
 from corrembed.score_files import write_score
 from corrembed.storage import write_table
-from corrembed.tags import load_tag_vectors
 
 settings = snakemake.params.scoring
 model, weighting = snakemake.wildcards.model, snakemake.wildcards.weighting
 with job_logging(snakemake.log[0], f"score[{model},{weighting}]") as log:
-    vectors = load_tag_vectors(snakemake.input.vectors)
-    embeddings = read_embeddings([Path(snakemake.input.shard)])
+    vectors = checked_tag_vectors(snakemake.input.vectors)  # damaged files: named, with the rule that rebuilds them
+    embeddings = checked_embeddings(Path(snakemake.input.shard))
     usable = usable_item_embeddings(embeddings, vectors.item_ids, settings["item_embedding"])
     del embeddings  # the memory-mapped shard: only the item embeddings (one copy) are scored
     pyarrow.default_memory_pool().release_unused()  # give the shard's decoded pages back now

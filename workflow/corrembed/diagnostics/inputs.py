@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ..embedding_store import read_embeddings
+from ..checked_reads import checked_embeddings, checked_tag_vectors
 from ..errors import ConfigError, ScoringError
 from ..item_embeddings import usable_item_embeddings
-from ..tags import TagVectors, load_tag_vectors
+from ..tags import TagVectors
 from .neighbours import Neighbours
 
 NEIGHBOUR_COLUMNS = ("query", "rank", "neighbour", "similarity")
@@ -47,13 +47,13 @@ class ModelInputs:
 
 def load_tags(vectors_path: str | os.PathLike) -> TagVectors:
     """The tag vectors written by the tags stage."""
-    return load_tag_vectors(vectors_path)
+    return checked_tag_vectors(vectors_path)
 
 
 def load_model_inputs(shard: str | os.PathLike, vectors_path: str | os.PathLike, item_embedding: str) -> ModelInputs:
     """Item embeddings of one model and the tag vectors of the same items (as the score stage aligns them)."""
-    vectors = load_tag_vectors(vectors_path)
-    usable = usable_item_embeddings(read_embeddings([os.fspath(shard)]), vectors.item_ids, item_embedding)
+    vectors = checked_tag_vectors(vectors_path)
+    usable = usable_item_embeddings(checked_embeddings(shard), vectors.item_ids, item_embedding)
     keep = usable.keep
     tags = TagVectors(
         matrix=vectors.matrix[keep],

@@ -1,0 +1,167 @@
+"""Cost of the embedding cache's integrity checks (a script, not a timed test).
+
+Two measurements, each a ratio against a baseline run in the same invocation, alternating the
+variants so that load on a shared machine hits both alike:
+
+- **cache read**: a cache of ``--entries`` (default 10^5) embeddings of ``--dim`` floats in
+  4,096-row segments; open it and fetch every entry in catalogue order, with verification
+  (``EmbeddingCache(..., verify=True)``: each segment's bytes read once more and CRC-32 checked)
+  and without (``verify=False``, the read as it was before checksums).
+- **embed stage**: ``corrembed.embed.embed_images`` of ``--images`` real photos with a random-init
+  model into a fresh cache, with checksummed segment names (the CRC-32 of each segment's bytes)
+  and with the old name (no CRC); plus the CRC time itself, summed over the segments written,
+  as a fraction of the embedding time.
+
+Every timing is the median of ``--repeats`` (default 5). Usage::
+
+    .venv/bin/python benchmarks/cache_bench.py [--entries 100000] [--dim 512] [--images 192]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+import zlib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FASHION = REPO.parent / "shared" / "data" / "fashion-product-224" / "images"
+sys.path.insert(0, str(REPO / "workflow"))
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+from corrembed import cache_integrity, embedding_cache  # noqa: E402
+from corrembed.embedding_cache import EmbeddingCache  # noqa: E402
+from corrembed.storage import file_sha256  # noqa: E402
+
+IDENTITY = {"format": "bench", "arch": "none", "dim": 0}
+
+
+def build_cache(root: Path, entries: int, dim: int) -> list[str]:
+    """A cache of ``entries`` random embeddings (4,096-row segments); their hashes in order."""
+    rng = np.random.default_rng(0)
+    shas = [f"{k:064x}" for k in range(entries)]
+    cache = EmbeddingCache(root, IDENTITY)
+    with cache.writer(dim, segment_rows=4096) as writer:
+        for start in range(0, entries, 4096):
+            part = shas[start : start + 4096]
+            writer.add(part, rng.standard_normal((len(part), dim), dtype=np.float32))
+    return shas
+
+
+def time_read(root: Path, shas: list[str], verify: bool) -> float:
+    started = time.perf_counter()
+    cache = EmbeddingCache(root, IDENTITY, verify=verify)
+    for start in range(0, len(shas), 4096):  # as the embed stage reads: 4,096 rows per step
+        cache.fetch(shas[start : start + 4096])
+    return time.perf_counter() - started
+
+
+def read_case(entries: int, dim: int, repeats: int) -> dict:
+    with tempfile.TemporaryDirectory() as work:
+        root = Path(work)
+        shas = build_cache(root, entries, dim)
+        size = sum(p.stat().st_size for p in root.rglob("seg-*.parquet"))
+        time_read(root, shas, True)  # warm the page cache
+        times = {True: [], False: []}
+        for _ in range(repeats):
+            for verify in (False, True):
+                times[verify].append(time_read(root, shas, verify))
+    base, checked = statistics.median(times[False]), statistics.median(times[True])
+    return {"bytes": size, "baseline_s": base, "verified_s": checked, "ratio": checked / base}
+
+
+def crc_free_name(data, rows: int) -> str:
+    """The segment name as written before checksums (no CRC computed)."""
+    return f"seg-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+
+
+def embed_case(n_images: int, arch: str, repeats: int) -> dict:
+    from corrembed.embed import embed_images
+
+    paths = sorted(FASHION.glob("*.jpg"))[:n_images]
+    if len(paths) < n_images:
+        raise SystemExit(f"need {n_images} images in {FASHION}")
+    images = pl.DataFrame(
+        {
+            "item_id": [p.stem for p in paths],
+            "image": [str(p) for p in paths],
+            "sha256": [file_sha256(p) for p in paths],
+        }
+    )
+    spec = {"arch": arch, "weights": None}
+    original = cache_integrity.segment_name
+    crc_seconds = []
+
+    def timed_name(data, rows):
+        started = time.perf_counter()
+        zlib.crc32(data)
+        crc_seconds.append(time.perf_counter() - started)
+        return original(data, rows)
+
+    times = {"checksum": [], "baseline": []}
+    embed_seconds = []
+    for _ in range(repeats):
+        for variant in ("baseline", "checksum"):
+            embedding_cache.segment_name = timed_name if variant == "checksum" else crc_free_name
+            with tempfile.TemporaryDirectory() as work:
+                started = time.perf_counter()
+                meta = embed_images(
+                    images,
+                    spec,
+                    Path(work) / "out",
+                    model_name="bench",
+                    torch_home=None,
+                    device="cpu",
+                    batch_size=32,
+                    cache_dir=Path(work) / "cache",
+                    progress=lambda line: None,
+                )
+                times[variant].append(time.perf_counter() - started)
+                if variant == "checksum":
+                    embed_seconds.append(meta["seconds"])
+    embedding_cache.segment_name = original
+    base, checked = statistics.median(times["baseline"]), statistics.median(times["checksum"])
+    crc_per_run = sum(crc_seconds) / repeats
+    return {
+        "baseline_s": base,
+        "checksum_s": checked,
+        "ratio": checked / base,
+        "crc_s_per_run": crc_per_run,
+        "crc_fraction": crc_per_run / statistics.median(embed_seconds),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--images", type=int, default=192)
+    parser.add_argument("--arch", default="resnet18")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    read = read_case(args.entries, args.dim, args.repeats)
+    print(
+        f"cache read, {args.entries} entries x {args.dim} float32 ({read['bytes'] / 2**20:.0f} MiB of segments): "
+        f"without verification {read['baseline_s']:.3f} s, with {read['verified_s']:.3f} s, "
+        f"ratio {read['ratio']:.3f}"
+    )
+    embed = embed_case(args.images, args.arch, args.repeats)
+    print(
+        f"embed stage, {args.images} images, {args.arch} (random init, CPU): without checksum "
+        f"{embed['baseline_s']:.2f} s, with {embed['checksum_s']:.2f} s, ratio {embed['ratio']:.3f}; "
+        f"CRC-32 itself {embed['crc_s_per_run'] * 1e3:.3f} ms per run = {embed['crc_fraction'] * 100:.4f} % "
+        "of the embedding time"
+    )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
