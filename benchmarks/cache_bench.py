@@ -12,9 +12,11 @@ variants so that load on a shared machine hits both alike:
   and with the old name (no CRC); plus the CRC time itself, summed over the segments written,
   as a fraction of the embedding time.
 
-Every timing is the median of ``--repeats`` (default 5). Usage::
+Every timing is the median of ``--repeats`` (default 5; ``--embed-repeats``, default 4, for the
+embed stage), the variants' order alternating between repeats. Usage::
 
     .venv/bin/python benchmarks/cache_bench.py [--entries 100000] [--dim 512] [--images 192]
+        [--repeats 5] [--embed-repeats 4]
 """
 
 from __future__ import annotations
@@ -70,8 +72,8 @@ def read_case(entries: int, dim: int, repeats: int) -> dict:
         size = sum(p.stat().st_size for p in root.rglob("seg-*.parquet"))
         time_read(root, shas, True)  # warm the page cache
         times = {True: [], False: []}
-        for _ in range(repeats):
-            for verify in (False, True):
+        for repeat in range(repeats):
+            for verify in (False, True) if repeat % 2 == 0 else (True, False):  # alternate who goes first
                 times[verify].append(time_read(root, shas, verify))
     base, checked = statistics.median(times[False]), statistics.median(times[True])
     return {"bytes": size, "baseline_s": base, "verified_s": checked, "ratio": checked / base}
@@ -107,8 +109,8 @@ def embed_case(n_images: int, arch: str, repeats: int) -> dict:
 
     times = {"checksum": [], "baseline": []}
     embed_seconds = []
-    for _ in range(repeats):
-        for variant in ("baseline", "checksum"):
+    for repeat in range(repeats):
+        for variant in ("baseline", "checksum") if repeat % 2 == 0 else ("checksum", "baseline"):
             embedding_cache.segment_name = timed_name if variant == "checksum" else crc_free_name
             with tempfile.TemporaryDirectory() as work:
                 started = time.perf_counter()
@@ -145,6 +147,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=192)
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--embed-repeats", type=int, default=4)
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     read = read_case(args.entries, args.dim, args.repeats)
@@ -153,7 +156,7 @@ def main() -> None:
         f"without verification {read['baseline_s']:.3f} s, with {read['verified_s']:.3f} s, "
         f"ratio {read['ratio']:.3f}"
     )
-    embed = embed_case(args.images, args.arch, args.repeats)
+    embed = embed_case(args.images, args.arch, args.embed_repeats)
     print(
         f"embed stage, {args.images} images, {args.arch} (random init, CPU): without checksum "
         f"{embed['baseline_s']:.2f} s, with {embed['checksum_s']:.2f} s, ratio {embed['ratio']:.3f}; "
