@@ -26,6 +26,8 @@ from corrembed import cache_integrity, embedding_cache
 from corrembed.cache_integrity import CacheIntegrityWarning, segment_name, verify_cache
 from corrembed.embedding_cache import EmbeddingCache, cache_schema
 from corrembed.embedding_store import read_embeddings
+from corrembed.records import EmbeddingMeta, ScoreRecord
+from corrembed.summary import summary_table
 from test_embed_incremental import _make_images, _run
 from test_embed_shards import ForwardCounter
 
@@ -95,6 +97,22 @@ def test_garbage_inside_with_intact_footer_is_caught_by_the_checksum(warm, monke
     first.write_bytes(bytes(data))
     pq.read_metadata(first)  # the footer still reads: only the checksum can tell
     _rerun_and_check(warm, monkeypatch, first, "checksum mismatch", _shas_of_clean(warm, 8))
+    # meta.json and the summary count the quarantined entries.
+    record = EmbeddingMeta.read(warm["tmp"] / "rerun" / "meta.json")
+    assert record.n_quarantined == 8 and record.cache_quarantined[0]["reason"].startswith("checksum mismatch")
+    score = ScoreRecord.from_report({"corrembed": 0.1}, model="mnv3", weighting="binary")
+    row = summary_table([score], {"mnv3": record}, {"mnv3": {}}, {"binary": "binary"}).row(0, named=True)
+    assert row["n_cache_quarantined"] == 8
+
+
+def test_sharded_run_counts_a_quarantined_segment_once(warm, monkeypatch):
+    first = warm["segments"][0]
+    first.write_bytes(first.read_bytes()[:100])
+    counter = ForwardCounter(monkeypatch)
+    with pytest.warns(CacheIntegrityWarning, match=first.name):
+        meta = _run(warm["images"], warm["tmp"] / "sharded", warm["cache"], shards=3)
+    assert counter.images == 8 and meta["n_quarantined"] == 8 and len(meta["cache_quarantined"]) == 1
+    np.testing.assert_allclose(read_embeddings(warm["tmp"] / "sharded").vectors, warm["clean"], rtol=0, atol=1e-6)
 
 
 def test_garbage_footer_is_quarantined(warm, monkeypatch):
