@@ -115,6 +115,24 @@ def test_sharded_run_counts_a_quarantined_segment_once(warm, monkeypatch):
     np.testing.assert_allclose(read_embeddings(warm["tmp"] / "sharded").vectors, warm["clean"], rtol=0, atol=1e-6)
 
 
+def test_garbage_in_the_hash_column_is_caught_when_the_segment_is_indexed(warm, monkeypatch):
+    # Damaged hashes would hide the segment from every lookup, so from its verification too.
+    first = warm["segments"][0]
+    data = bytearray(first.read_bytes())
+    data[4:68] = np.random.default_rng(1).integers(0, 256, 64, dtype=np.uint8).tobytes()
+    first.write_bytes(bytes(data))
+    _rerun_and_check(warm, monkeypatch, first, "cannot be read", _shas_of_clean(warm, 8))
+
+
+def test_hashes_that_decode_to_garbage_are_caught_when_indexed(warm, monkeypatch):
+    first = warm["segments"][0]
+    table = pq.read_table(first)
+    vectors = table.column("embedding").combine_chunks().flatten().to_numpy().reshape(table.num_rows, -1)
+    garbled = [sha[:10] + "\x00\x9f" + sha[12:] for sha in table.column("sha256").to_pylist()]
+    bad = _rewrite(first, garbled, vectors, checksummed=True)  # well-formed file, valid checksum
+    _rerun_and_check(warm, monkeypatch, bad, "not content hashes", _shas_of_clean(warm, 8))
+
+
 def test_garbage_footer_is_quarantined(warm, monkeypatch):
     first = warm["segments"][0]
     data = bytearray(first.read_bytes())

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .cache_integrity import (
@@ -228,7 +229,12 @@ class EmbeddingCache:
         parquet = parquet if parquet is not None else pq.ParquetFile(path)
         sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.metadata.num_row_groups)]
         starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        shas = parquet.read(columns=["sha256"]).column("sha256").to_pylist()
+        column = parquet.read(columns=["sha256"]).column("sha256")
+        if len(column) and not pc.all(pc.match_substring_regex(column, "^[!-~]+$")).as_py():
+            # Garbage inside the hash column would hide the segment from every lookup (so from its
+            # verification): hashes are printable ASCII, damaged bytes rarely are.
+            raise pa.ArrowInvalid("its sha256 column holds values that are not content hashes")
+        shas = column.to_pylist()
         number = len(self._segments)
         self._segments.append((path, starts))
         self._segment_shas.append(shas)
