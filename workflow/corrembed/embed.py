@@ -372,7 +372,8 @@ def embed_shard(
     timings = {"seconds": 0.0, "setup_seconds": 0.0, "set_aside": []}
     embedded: list[str] = []  # several rounds when a damaged cache segment turns up while reading
     for _round in range(MAX_CACHE_ROUNDS):
-        missing = cache.missing(shas)
+        undecodable = {record["sha256"] for record in timings["set_aside"]}  # tried once is enough
+        missing = [sha for sha in cache.missing(shas) if sha not in undecodable]
         say(
             f"{label}: rows {start}-{stop} of {images.height}: {len(shas) - len(missing)} image(s) "
             f"cached, {len(missing)} distinct to embed (cache {cache.directory})"
@@ -408,7 +409,7 @@ def embed_shard(
             say(f"{label}: {lost}")
     else:
         raise CorrEmbedError(f"{label}: cache {cache.directory} kept losing segments while read; check the disk")
-    missing = embedded
+    missing = embedded  # the counts below are over every round
 
     seconds = timings["seconds"]
     meta = {
