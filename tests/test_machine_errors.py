@@ -56,7 +56,7 @@ def test_out_of_memory_names_the_knob_of_the_stage():
     embed = str(machine_error(MemoryError(), "embed[resnet50, 00000-of-00001]"))
     assert "ran out of memory" in embed and "embed.batch_size" in embed and "mem_mb" in embed
     score = str(machine_error(MemoryError(), "score[resnet50, binary]"))
-    assert "score.memory_budget_mb" in score
+    assert "scoring.memory_budget_mb" in score
 
     class OutOfMemoryError(RuntimeError):  # torch.cuda.OutOfMemoryError's name
         pass

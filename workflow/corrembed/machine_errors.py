@@ -25,8 +25,8 @@ WRITING_ATTRIBUTE = "corrembed_writing"
 MEMORY_ADVICE = {
     "embed": "lower embed.batch_size (and embed.num_workers, each worker holds decoded batches)",
     "layer": "lower embed.batch_size (a layer sweep holds every swept layer's batch)",
-    "score": "lower score.memory_budget_mb (the similarity blocks' memory)",
-    "diagnostics": "lower score.memory_budget_mb, or set diagnostics.enabled: false",
+    "score": "lower scoring.memory_budget_mb (the similarity blocks' memory)",
+    "diagnostics": "lower scoring.memory_budget_mb, or set diagnostics.enabled: false",
     "ingest": "lower ingest.threads (each thread decodes one image)",
 }
 
@@ -70,8 +70,9 @@ def machine_error(exc: BaseException, job: str) -> MachineError | None:
         device = "GPU" if type(exc).__name__ == "OutOfMemoryError" else "machine"
         return MachineError(
             f"{job}: the {device} ran out of memory ({type(exc).__name__}: {exc}).\n"
-            f"What to do: {advice + ', or ' if advice else ''}give the job more memory (on a cluster the rule's "
-            "resources: mem_mb, e.g. embed.resources.mem_mb), then rerun the same command."
+            f"What to do: {advice + ', or ' if advice else ''}give the job more memory (on a cluster its mem_mb: "
+            "config ingest.resources / embed.resources, other rules `--set-resources RULE:mem_mb=...`), "
+            "then rerun the same command."
         )
     number = error_number(exc)
     if number is None:
