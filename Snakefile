@@ -1,6 +1,9 @@
 # CorrEmbed: which pre-trained vision model's embeddings agree best with the catalogue's tags?
 # Stages: ingest -> weights -> embed -> tags -> score -> summary -> plots (see README.md).
 
+import sys
+from pathlib import Path
+
 from snakemake.utils import min_version, validate
 
 min_version("8.20")
@@ -9,6 +12,11 @@ min_version("8.20")
 configfile: "config.yaml"
 
 
+# Model names become folder names: refuse a bad one in words before the schema's pattern does.
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+from corrembed.models.names import check_model_names
+
+check_model_names(config.get("models") or {})
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

@@ -80,6 +80,10 @@ def _meta_dict() -> dict:
         "peak_memory": {"cpu_peak_rss_bytes": 1000, "cuda_max_allocated_bytes": None},
         "slurm_job_id": None,
         "images_set_aside": [{"image": "/x/a.jpg", "sha256": "ab", "kind": "corrupt_image", "reason": "truncated"}],
+        "n_quarantined": 8,
+        "cache_quarantined": [
+            {"file": "c/seg-1.parquet", "moved_to": "c/quarantine/seg-1.parquet", "reason": "x", "rows": 8}
+        ],
         "shard_records": [{"index": 0, "count": 1, "start": 0, "stop": 10}],
         "model_source": "torchvision",  # a field a newer embed stage may add
     }
@@ -186,7 +190,17 @@ def test_old_meta_without_new_fields_gets_the_old_fixed_values(tmp_path):
         k: v
         for k, v in _meta_dict().items()
         if k
-        not in ("precision", "decoder", "channels_last", "compile", "model_source", "shard_records", "images_set_aside")
+        not in (
+            "precision",
+            "decoder",
+            "channels_last",
+            "compile",
+            "model_source",
+            "shard_records",
+            "images_set_aside",
+            "n_quarantined",
+            "cache_quarantined",
+        )
     }
     path = tmp_path / "meta.json"
     path.write_text(json.dumps(old), encoding="utf-8")
@@ -194,6 +208,7 @@ def test_old_meta_without_new_fields_gets_the_old_fixed_values(tmp_path):
     assert (record.precision, record.decoder, record.channels_last, record.compile) == ("fp32", "pil", False, False)
     assert record.shard_records is None and record.schema_version == 1
     assert record.images_set_aside == [] and record.set_aside_by_kind == {}
+    assert record.n_quarantined == 0 and record.cache_quarantined == []
     assert record.resolved_weights is None and record.dim == 576
 
 

@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Iterator
 
 from .errors import CorrEmbedError
+from .machine_errors import machine_error
 
 
 @contextlib.contextmanager
@@ -22,8 +23,9 @@ def job_logging(path: str | os.PathLike, name: str) -> Iterator[logging.Logger]:
     """Log to ``path`` for the duration of a job; yields the job's logger.
 
     A :class:`CorrEmbedError` is logged and printed as its message alone (it already says what
-    to do) and the job exits with status 1; any other exception is logged with its traceback and
-    propagates. Either way the job fails.
+    to do) and the job exits with status 1, and so is a failure of the machine (no space, permission
+    denied, a vanished file, a read-only folder, out of memory: :mod:`corrembed.machine_errors`); any
+    other exception is logged with its traceback and propagates. Either way the job fails.
     """
     stream = open(path, "a", buffering=1, encoding="utf-8")  # line-buffered: readable when tailed
     handler = logging.StreamHandler(stream)
@@ -49,9 +51,14 @@ def job_logging(path: str | os.PathLike, name: str) -> Iterator[logging.Logger]:
         logger.error("%s", error)
         print(f"\nCorrEmbed error in {name}:\n{error}\n", file=saved_stderr)
         raise SystemExit(1) from None
-    except BaseException:
-        logger.error("unexpected failure:\n%s", traceback.format_exc())
-        raise
+    except BaseException as exc:
+        machine = machine_error(exc, name)  # no space, permission, vanished file, read-only, memory
+        if machine is None:
+            logger.error("unexpected failure:\n%s", traceback.format_exc())
+            raise
+        logger.error("%s\n(details: %s: %s)", machine, type(exc).__name__, exc)
+        print(f"\nCorrEmbed error in {name}:\n{machine}\n", file=saved_stderr)
+        raise SystemExit(1) from None
     finally:
         sys.stderr = saved_stderr
         root.removeHandler(handler)

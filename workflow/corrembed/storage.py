@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .machine_errors import mark_writing
+
 
 def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes, read in ``chunk_size`` blocks.
@@ -55,8 +57,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         # user's umask, so that results on a shared cluster are as readable as `touch`ed ones.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            mark_writing(exc, target)  # a failed write() often names no file: say which one
         raise
 
 

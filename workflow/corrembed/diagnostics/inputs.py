@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from ..embed.checked_reads import checked_tag_vectors
 from ..errors import ConfigError, ScoringError
 from ..score.aligned import aligned_items
-from ..tags import TagVectors, load_tag_vectors
+from ..tags import TagVectors
 from .neighbours import Neighbours
 
 NEIGHBOUR_COLUMNS = ("query", "rank", "neighbour", "similarity")
@@ -47,12 +48,12 @@ class ModelInputs:
 
 def load_tags(vectors_path: str | os.PathLike) -> TagVectors:
     """The tag vectors written by the tags stage."""
-    return load_tag_vectors(vectors_path)
+    return checked_tag_vectors(vectors_path)
 
 
 def load_model_inputs(shard: str | os.PathLike, vectors_path: str | os.PathLike, item_embedding: str) -> ModelInputs:
     """Item embeddings of one model and the tag vectors of the same items, as the score stage aligns them."""
-    items = aligned_items(shard, load_tag_vectors(vectors_path), item_embedding)
+    items = aligned_items(shard, checked_tag_vectors(vectors_path), item_embedding)
     return ModelInputs(embeddings=items.embeddings, tags=items.tags)
 
 

@@ -10,13 +10,17 @@ k images costs k forward passes, and an image whose bytes change is embedded aga
 Layout (``root`` is config ``embed.cache``, default ``results/cache/embeddings``)::
 
     {root}/{identity_key}/identity.json          # what the key stands for (readable)
-    {root}/{identity_key}/seg-*.parquet          # segments: sha256 (string),
+    {root}/{identity_key}/seg-*.parquet          # segments (name: row count, CRC-32): sha256 (string),
                                                  #   embedding (fixed_size_list<float32>[dim])
+    {root}/{identity_key}/quarantine/            # damaged segments set aside, with .reason.txt
 
 Segments are only ever added, each written atomically (a hidden temporary file renamed into
 place), so a killed job leaves complete segments (kept and reused) and no partial one; several
 jobs (shards) may add segments to one identity at the same time. The cache lives outside the
 embed outputs, so it survives their deletion or rewriting; delete a key's folder to drop it.
+
+Segments carry a checksum in their name and are verified when first read; a damaged one is
+quarantined and its entries are embedded again (:mod:`corrembed.cache_integrity`).
 """
 
 from __future__ import annotations
@@ -25,19 +29,31 @@ import hashlib
 import json
 import os
 import time
-import uuid
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import CorrEmbedError
 from ..models import ModelSpec, source_of
 from ..models.preprocess import IDENTITY_FIELDS
 from ..storage import atomic_path, write_json
+from .integrity import (
+    READ_ONLY_ERRNOS,
+    CacheEntriesLost,
+    CacheIntegrityWarning,
+    QuarantinedSegment,
+    SegmentDamaged,
+    open_segment,
+    quarantine,
+    segment_name,
+    verified_segment,
+)
 
 #: Bumped when the meaning of cached vectors changes (e.g. a different pooling rule).
 CACHE_FORMAT = "corrembed-embedding-cache/1"
@@ -119,15 +135,21 @@ class EmbeddingCache:
 
     ``dim`` is None until a segment exists. :meth:`refresh` re-reads the segment list (other
     jobs may have added segments); lookups see the segments present at the last refresh plus
-    those this object wrote.
+    those this object wrote. Segments are verified as they are used
+    (:mod:`corrembed.cache_integrity`; ``verify=False`` only for benchmarks): a damaged one is
+    quarantined and listed in :attr:`quarantined`. A folder that cannot be written (read-only
+    cache) is used read-only: new embeddings are kept in memory for this object's lifetime.
     """
 
-    def __init__(self, root: str | os.PathLike, identity: Mapping[str, Any]):
+    def __init__(self, root: str | os.PathLike, identity: Mapping[str, Any], *, verify: bool = True):
         """Open (or create) the folder of ``identity`` under ``root`` and index its segments."""
         self.identity = dict(identity)
         self.key = identity_key(self.identity)
         self.directory = Path(root) / self.key
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.verify = verify
+        self.read_only = False
+        self.quarantined: list[QuarantinedSegment] = []
+        self._memory: dict[str, np.ndarray] = {}  # embeddings a read-only cache could not store
         identity_file = self.directory / IDENTITY_NAME
         if identity_file.exists():
             stored = json.loads(identity_file.read_text(encoding="utf-8"))
@@ -137,54 +159,127 @@ class EmbeddingCache:
                     "(the folder was edited or copied); delete the folder to rebuild it"
                 )
         else:
-            write_json(identity_file, self.identity)
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                write_json(identity_file, self.identity)
+            except OSError as exc:
+                self._cannot_write(exc)
         self.dim: int | None = None
-        self._segments: list[tuple[Path, np.ndarray]] = []  # (path, first row of each row group)
+        self._segments: list[tuple[Path, np.ndarray] | None] = []  # (path, first row of each row group)
+        self._segment_shas: list[list[str]] = []
+        self._verified: set[int] = set()
         self._seen: set[str] = set()
         self._index: dict[str, tuple[int, int]] = {}  # sha256 -> (segment, row)
         self.refresh()
 
+    def _cannot_write(self, exc: OSError) -> None:
+        """Switch to read-only use after a write failed for lack of permission (else re-raise)."""
+        if exc.errno not in READ_ONLY_ERRNOS:
+            raise exc
+        if not self.read_only:
+            warnings.warn(
+                f"embedding cache {self.directory} cannot be written ({exc.strerror}): its segments are "
+                "read, new embeddings are not stored and will be embedded again by the next run; make the "
+                "folder writable or set embed.cache to a writable folder",
+                CacheIntegrityWarning,
+                stacklevel=3,
+            )
+        self.read_only = True
+
     # ------------------------------------------------------------------ reading
 
     def refresh(self) -> None:
-        """Index segments written since the last refresh (by this or another job)."""
-        for path in sorted(self.directory.glob(SEGMENT_GLOB)):
-            if path.name not in self._seen:
-                self._add_segment(path)
+        """Index segments written since the last refresh (by this or another job).
 
-    def _add_segment(self, path: Path) -> None:
-        """Index one segment: its dimension, row-group starts and every sha256 it holds."""
-        parquet = pq.ParquetFile(path)
-        dim = parquet.schema_arrow.field("embedding").type.list_size
-        if self.dim is None:
-            self.dim = dim
-        elif dim != self.dim:
-            raise CorrEmbedError(
-                f"embedding cache {self.directory}: segment {path.name} has dimension "
-                f"{dim}, others {self.dim}; delete the folder to rebuild it"
-            )
+        Segments that cannot be opened, or whose dimension differs from the cache's (the one most
+        rows have, when the cache is opened), are quarantined.
+        """
+        if not self.directory.is_dir():
+            return
+        opened = []
+        for path in sorted(self.directory.glob(SEGMENT_GLOB)):
+            if path.name in self._seen:
+                continue
+            self._seen.add(path.name)
+            try:
+                opened.append((path, open_segment(path)))
+            except FileNotFoundError:
+                continue  # quarantined by another job since the listing
+            except SegmentDamaged as damage:
+                self._set_aside(path, damage.reason, None)
+        if self.dim is None and opened:
+            rows: dict[int, int] = {}
+            for _, parquet in opened:
+                size = parquet.schema_arrow.field("embedding").type.list_size
+                rows[size] = rows.get(size, 0) + parquet.metadata.num_rows
+            self.dim = max(rows, key=rows.get)
+        for path, parquet in opened:
+            dim = parquet.schema_arrow.field("embedding").type.list_size
+            if dim != self.dim:
+                reason = f"holds {dim}-dimensional rows, the cache's other segments {self.dim}"
+                self._set_aside(path, reason, parquet.metadata.num_rows)
+                continue
+            try:
+                self._add_segment(path, parquet)
+            except (OSError, pa.ArrowException) as exc:
+                self._set_aside(path, f"cannot be read ({type(exc).__name__}: {exc})", parquet.metadata.num_rows)
+
+    def _add_segment(self, path: Path, parquet: pq.ParquetFile | None = None) -> None:
+        """Index one segment: its row-group starts and every sha256 it holds."""
+        parquet = parquet if parquet is not None else pq.ParquetFile(path)
         sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.metadata.num_row_groups)]
         starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        column = parquet.read(columns=["sha256"]).column("sha256")
+        if len(column) and not pc.all(pc.match_substring_regex(column, "^[!-~]+$")).as_py():
+            # Garbage inside the hash column would hide the segment from every lookup (so from its
+            # verification): hashes are printable ASCII, damaged bytes rarely are.
+            raise pa.ArrowInvalid("its sha256 column holds values that are not content hashes")
+        shas = column.to_pylist()
         number = len(self._segments)
         self._segments.append((path, starts))
+        self._segment_shas.append(shas)
         self._seen.add(path.name)
-        shas = parquet.read(columns=["sha256"]).column("sha256").to_pylist()
         for row, sha in enumerate(shas):
             self._index.setdefault(sha, (number, row))
 
+    def _set_aside(self, path: Path, reason: str, rows: int | None) -> None:
+        """Quarantine a damaged segment (see :func:`corrembed.cache_integrity.quarantine`)."""
+        self.quarantined.append(quarantine(path, reason, rows))
+
+    def _drop(self, number: int) -> None:
+        """Forget segment ``number`` and re-index its hashes from the remaining segments."""
+        self._segments[number] = None
+        lost = set(self._segment_shas[number])
+        self._segment_shas[number] = []
+        for sha in lost:
+            del self._index[sha]
+        for other, shas in enumerate(self._segment_shas):
+            for row, sha in enumerate(shas):
+                if sha in lost:
+                    self._index.setdefault(sha, (other, row))
+
+    def _reader(self, number: int) -> pq.ParquetFile:
+        """The segment's ParquetFile, verified in full on its first use by this object."""
+        path = self._segments[number][0]
+        if not self.verify or number in self._verified:
+            return pq.ParquetFile(path)
+        parquet = verified_segment(path, self.dim)
+        self._verified.add(number)
+        return parquet
+
     def __contains__(self, sha256: str) -> bool:
         """Whether the embedding of this content hash is cached."""
-        return sha256 in self._index
+        return sha256 in self._index or sha256 in self._memory
 
     def __len__(self) -> int:
         """Number of distinct content hashes cached."""
-        return len(self._index)
+        return len(self._index.keys() | self._memory.keys())
 
     def missing(self, shas: Iterable[str]) -> list[str]:
         """The distinct hashes of ``shas`` not in the cache, in first-occurrence order."""
         out, seen = [], set()
         for sha in shas:
-            if sha not in self._index and sha not in seen:
+            if sha not in self and sha not in seen:
                 seen.add(sha)
                 out.append(sha)
         return out
@@ -192,30 +287,55 @@ class EmbeddingCache:
     def fetch(self, shas: Sequence[str]) -> np.ndarray:
         """(len(shas), dim) float32 embeddings of cached hashes, in the given order.
 
-        Reads only the row groups (:data:`SEGMENT_ROW_GROUP` rows) that hold them, each once.
-        KeyError for a hash not in the cache.
+        Reads only the row groups (:data:`SEGMENT_ROW_GROUP` rows) that hold them, each once; a
+        segment is verified in full the first time it is read. KeyError for a hash not in the
+        cache; :class:`~corrembed.cache_integrity.CacheEntriesLost` when a segment holding some of
+        them failed verification (quarantined) or vanished: those hashes are then missing.
         """
         if self.dim is None:
             if shas:
                 raise KeyError(f"embedding cache {self.directory} is empty")
             return np.zeros((0, 0), np.float32)
         out = np.empty((len(shas), self.dim), np.float32)
-        groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        groups: dict[int, dict[int, list[tuple[int, int]]]] = {}
         for position, sha in enumerate(shas):
+            if sha in self._memory:
+                out[position] = self._memory[sha]
+                continue
             segment, row = self._index[sha]
             starts = self._segments[segment][1]
             group = int(np.searchsorted(starts, row, side="right")) - 1
-            groups.setdefault((segment, group), []).append((position, row - int(starts[group])))
-        for (segment, group), members in groups.items():
-            column = (
-                pq.ParquetFile(self._segments[segment][0])
-                .read_row_group(group, columns=["embedding"])
-                .column("embedding")
-                .combine_chunks()
+            groups.setdefault(segment, {}).setdefault(group, []).append((position, row - int(starts[group])))
+        lost = []
+        for segment, by_group in groups.items():
+            path = self._segments[segment][0]
+            try:
+                parquet = self._reader(segment)
+            except SegmentDamaged as damage:
+                self._set_aside(path, damage.reason, len(self._segment_shas[segment]))
+                lost.append(f"{path.name}: {damage.reason}")
+                self._drop(segment)
+                continue
+            except FileNotFoundError:
+                warnings.warn(
+                    f"embedding cache segment {path} vanished while this job ran; its embeddings will be "
+                    "embedded again",
+                    CacheIntegrityWarning,
+                    stacklevel=2,
+                )
+                lost.append(f"{path.name}: vanished")
+                self._drop(segment)
+                continue
+            for group, members in by_group.items():
+                column = parquet.read_row_group(group, columns=["embedding"]).column("embedding").combine_chunks()
+                block = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, self.dim)
+                positions, rows = np.array(members, dtype=np.int64).T
+                out[positions] = block[rows]
+        if lost:
+            raise CacheEntriesLost(
+                f"embedding cache {self.directory}: {len(lost)} segment(s) could not be used "
+                f"({'; '.join(lost)}); their entries are missing now and must be embedded again"
             )
-            block = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, self.dim)
-            positions, rows = np.array(members, dtype=np.int64).T
-            out[positions] = block[rows]
         return out
 
     # ------------------------------------------------------------------ writing
@@ -230,9 +350,12 @@ class EmbeddingCache:
         return CacheSegmentWriter(self, dim, segment_rows=segment_rows, segment_seconds=segment_seconds)
 
     def _commit(self, shas: list[str], vectors: np.ndarray) -> None:
-        """Write ``(shas, vectors (n, dim))`` as one new segment, atomically, and index it."""
+        """Write ``(shas, vectors (n, dim))`` as one new segment, atomically, and index it.
+
+        The segment is serialised in memory first so that its name can carry the CRC-32 of its
+        bytes (:func:`corrembed.cache_integrity.segment_name`): one rename publishes both.
+        """
         dim = vectors.shape[1]
-        name = f"seg-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
         table = pa.table(
             [
                 pa.array(shas, type=pa.string()),
@@ -240,9 +363,25 @@ class EmbeddingCache:
             ],
             schema=cache_schema(dim),
         )
-        with atomic_path(self.directory / name) as tmp:
-            pq.write_table(table, tmp, row_group_size=SEGMENT_ROW_GROUP, compression="zstd")
-        self._add_segment(self.directory / name)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, row_group_size=SEGMENT_ROW_GROUP, compression="zstd")
+        data = sink.getvalue()
+        name = segment_name(memoryview(data), len(shas))
+        if not self.read_only:
+            try:
+                with atomic_path(self.directory / name) as tmp:
+                    with open(tmp, "wb") as handle:
+                        handle.write(memoryview(data))
+            except OSError as exc:
+                self._cannot_write(exc)
+        if self.read_only:
+            self._memory.update(zip(shas, vectors))
+            self.dim = dim if self.dim is None else self.dim
+            return
+        if self.dim is None:
+            self.dim = dim
+        self._add_segment(self.directory / name, pq.ParquetFile(pa.BufferReader(data)))
+        self._verified.add(len(self._segments) - 1)  # just written from these bytes
 
 
 class CacheSegmentWriter:

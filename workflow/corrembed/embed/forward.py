@@ -44,6 +44,12 @@ class ForwardTimings:
     setup_seconds: float = 0.0
     set_aside: list[dict[str, Any]] = field(default_factory=list)
 
+    def __add__(self, other: ForwardTimings) -> ForwardTimings:
+        """Two loops' timings together (a shard job that had to embed again after a damaged read)."""
+        return ForwardTimings(
+            self.seconds + other.seconds, self.setup_seconds + other.setup_seconds, self.set_aside + other.set_aside
+        )
+
 
 def on_device(module: torch.nn.Module, target: torch.device, settings: RunSettings) -> torch.nn.Module:
     """``module`` on ``target`` in eval mode (channels_last / compiled per ``settings``)."""

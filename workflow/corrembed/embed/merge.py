@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 
 from ..errors import CorrEmbedError
 from ..records import EmbeddingMeta, ShardMeta
+from .integrity import quarantine_counts
 from .shard import WRITE_CHUNK_ROWS, shard_meta_path
 from .shards import shard_bounds
 from .skeleton import check_images_table
@@ -109,6 +110,7 @@ def merged_meta(metas: list[ShardMeta], dim: int) -> dict[str, Any]:
         },
         "slurm_job_id": ",".join(job_ids) if job_ids else None,
         "images_set_aside": [record for m in metas for record in m.images_set_aside],
+        **quarantine_counts([record for m in metas for record in m.cache_quarantined]),
         "shard_records": [
             {**m.shard, **{k: getattr(m, k) for k in ("n_images", "n_embedded", "seconds", "device", "slurm_job_id")}}
             for m in metas

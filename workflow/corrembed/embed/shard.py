@@ -20,9 +20,11 @@ from typing import Any
 import polars as pl
 import torch
 
+from ..errors import CorrEmbedError
 from ..models import ModelSpec
 from ..records import ShardMeta
 from .forward import ForwardTimings, extractor_on_device
+from .integrity import CacheEntriesLost, quarantine_counts
 from .provenance import device_name, device_string, library_versions, model_meta, peak_memory
 from .settings import RunSettings, progress_sink
 from .shards import shard_bounds, shard_id
@@ -31,6 +33,8 @@ from .store import EmbeddingShardWriter
 
 #: Rows read back from the cache and written per step when assembling a shard.
 WRITE_CHUNK_ROWS = 4096
+#: Rounds of embed-then-read a shard tries when cache segments turn out damaged while read.
+MAX_CACHE_ROUNDS = 8
 
 
 def shard_meta_path(shard_path: str | os.PathLike) -> Path:
@@ -108,28 +112,51 @@ def embed_shard(
         settings=settings,
     )
     cache = job.caches[spec.layer]
-    say(
-        f"{label}: rows {start}-{stop} of {images.height}: {len(job.shas) - len(job.missing)} image(s) "
-        f"cached, {len(job.missing)} distinct to embed (cache {cache.directory})"
-    )
-    timings = job.run(
-        lambda lacking: extractor_on_device(spec, torch_home, job.target, settings, hf_home), say=say, label=label
-    )
-    dim = cache.dim if cache.dim is not None else 0  # 0: an empty shard of an empty cache
-    with EmbeddingShardWriter(shard_path, dim=dim) as writer:
-        for chunk in range(0, len(job.shas), WRITE_CHUNK_ROWS):
-            part = slice(chunk, chunk + WRITE_CHUNK_ROWS)
-            writer.write(job.item_ids[part], job.paths[part], job.fetch(spec.layer, timings.set_aside, part))
+    timings, embedded = ForwardTimings(), 0
+    # Embed, then read the shard back from the cache; a segment found damaged while reading is
+    # quarantined (its entries are missing again), so the next round embeds exactly those.
+    for _round in range(MAX_CACHE_ROUNDS):
+        say(
+            f"{label}: rows {start}-{stop} of {images.height}: {len(job.shas) - len(job.missing)} image(s) "
+            f"cached, {len(job.missing)} distinct to embed (cache {cache.directory})"
+        )
+        timings += job.run(
+            lambda lacking, target=job.target: extractor_on_device(spec, torch_home, target, settings, hf_home),
+            say=say,
+            label=label,
+        )
+        embedded += len(job.missing)
+        dim = cache.dim if cache.dim is not None else 0  # 0: an empty shard of an empty cache
+        try:
+            _write_shard(job, shard_path, dim, timings.set_aside)
+            break
+        except CacheEntriesLost as lost:
+            say(f"{label}: {lost}")
+            job = job.refreshed(skip={record["sha256"] for record in timings.set_aside})  # tried once is enough
+    else:
+        raise CorrEmbedError(f"{label}: cache {cache.directory} kept losing segments while read; check the disk")
 
-    meta = _shard_meta(job, timings, dim=dim, shard={"index": index, "count": count, "start": start, "stop": stop})
+    meta = _shard_meta(
+        job, timings, dim=dim, n_embedded=embedded, shard={"index": index, "count": count, "start": start, "stop": stop}
+    )
     meta.write(meta_path)
     return meta.to_dict()
 
 
-def _shard_meta(job: EmbedJob, timings: ForwardTimings, *, dim: int, shard: dict[str, int]) -> ShardMeta:
+def _write_shard(job: EmbedJob, shard_path: Path, dim: int, set_aside: list[dict]) -> None:
+    """The shard's Parquet file, its rows read back from the cache in catalogue order."""
+    with EmbeddingShardWriter(shard_path, dim=dim) as writer:
+        for chunk in range(0, len(job.shas), WRITE_CHUNK_ROWS):
+            part = slice(chunk, chunk + WRITE_CHUNK_ROWS)
+            writer.write(job.item_ids[part], job.paths[part], job.fetch(job.spec.layer, set_aside, part))
+
+
+def _shard_meta(
+    job: EmbedJob, timings: ForwardTimings, *, dim: int, n_embedded: int, shard: dict[str, int]
+) -> ShardMeta:
     """The shard's record: model, identity, counts, timings, device, versions and run settings."""
     cache = job.caches[job.spec.layer]
-    n_embedded, seconds = len(job.missing), timings.seconds
+    seconds = timings.seconds
     return ShardMeta(
         **model_meta(job.spec, job.description),
         dim=dim if len(job.shas) else cache.dim,
@@ -149,6 +176,7 @@ def _shard_meta(job: EmbedJob, timings: ForwardTimings, *, dim: int, shard: dict
         setup_seconds=round(timings.setup_seconds, 3),
         images_per_second=round(n_embedded / seconds, 3) if n_embedded and seconds > 0 else None,
         images_set_aside=timings.set_aside,
+        **quarantine_counts(cache.quarantined),
         peak_memory=peak_memory(job.target),
         versions=library_versions(),
         **{key: value for key, value in asdict(job.settings).items() if key != "device"},

@@ -160,6 +160,13 @@ class EmbedJob:
             decoder=decoder,
         )
 
+    def refreshed(self, skip: set[str] = frozenset()) -> EmbedJob:
+        """The same job with what each cache lacks looked up again (after damaged segments were
+        quarantined while reading), leaving out the hashes in ``skip`` (images already set aside)."""
+        needed = {layer: set(cache.missing(self.shas)) - skip for layer, cache in self.caches.items()}
+        missing = [sha for sha in dict.fromkeys(self.shas) if any(sha in lacking for lacking in needed.values())]
+        return dataclasses.replace(self, needed=needed, missing=missing)
+
     def run(
         self, build_forward: Callable[[Mapping[str, set[str]]], torch.nn.Module], *, say, label: str
     ) -> ForwardTimings:

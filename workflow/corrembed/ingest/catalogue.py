@@ -88,7 +88,10 @@ def read_catalogue(images_path: str | os.PathLike, tags_path: str | os.PathLike)
         try:
             table = pl.read_parquet(path)
         except (pl.exceptions.PolarsError, OSError) as exc:
-            raise ManifestError(f"cannot read catalogue file {path}: {exc}") from exc
+            raise ManifestError(
+                f"cannot read catalogue file {path} (damaged: {exc}); delete it and rerun the same command: "
+                "Snakemake then reruns rule ingest, which rebuilds it"
+            ) from exc
         require_columns(table, list(schema), path, "catalogue format; re-run the ingest stage")
         tables.append(table.select([pl.col(c).cast(t) for c, t in schema.items()]))
     return tables[0], tables[1]

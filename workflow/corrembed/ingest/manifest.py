@@ -11,6 +11,7 @@ value normalization rules.
 from __future__ import annotations
 
 import codecs
+import csv
 import io
 import os
 import sys
@@ -90,6 +91,7 @@ def read_table_as_strings(path: str | os.PathLike, what: str = "manifest", *, en
             if not text.strip():
                 raise ManifestError(f"{what} {path} holds only whitespace; it needs a header row")
             table = pl.read_csv(io.BytesIO(text.encode("utf-8")), infer_schema=False)
+            table = _unescape_header(table, text)
         else:
             table = pl.read_parquet(path)
             table = table.with_columns(pl.all().cast(pl.String))
@@ -105,6 +107,19 @@ def read_table_as_strings(path: str | os.PathLike, what: str = "manifest", *, en
         detail = str(exc).split("\n\nConsider")[0].rstrip(".")
         raise ManifestError(f"cannot read {what} {path} as {kind}: {detail}.{hint}") from exc
     return table
+
+
+def _unescape_header(table: pl.DataFrame, text: str) -> pl.DataFrame:
+    """Header cells as Python's csv module (any CSV reader) reads them.
+
+    polars 2.1 keeps the doubled quotes of a quoted header cell: the cell written for ``fit "slim"``
+    reads as ``fit ""slim""``. Only such cells are renamed.
+    """
+    header = next(csv.reader(io.StringIO(text)), [])
+    if len(header) != table.width:
+        return table
+    renames = {old: new for old, new in zip(table.columns, header) if old != new and old.replace('""', '"') == new}
+    return table.rename(renames) if renames and len(set(header)) == len(header) else table
 
 
 def _decode_csv(path: Path, what: str, encoding: str) -> str:

@@ -30,6 +30,9 @@ class EmbeddingMeta(Record):
         images_set_aside: images the embed jobs could not decode ``{image, sha256, kind,
             reason}`` (kinds as in rejects.csv): they have NaN embeddings, are not cached (a later
             run tries them again) and the score stage excludes them. Older files lack it: [].
+        n_quarantined, cache_quarantined: cache entries found damaged and set aside (embedded
+            again), and the segments ``{file, moved_to, reason, rows}`` (see
+            :mod:`corrembed.embed.integrity`). Older files lack them: 0 and [].
         shard_records: per shard ``{index, count, start, stop, n_images, n_embedded, seconds,
             device, slurm_job_id}``.
         schema_version, extra: see :class:`Record`.
@@ -81,6 +84,8 @@ class EmbeddingMeta(Record):
     peak_memory: dict[str, int | None] | None = None
     slurm_job_id: str | None = None
     images_set_aside: list[dict[str, Any]] = field(default_factory=list)
+    n_quarantined: int = 0
+    cache_quarantined: list[dict[str, Any]] = field(default_factory=list)
     shard_records: list[dict[str, Any]] | None = None
     schema_version: int = Record.SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -115,7 +120,8 @@ class ShardMeta(Record):
         ``{index, count, start, stop}``: which shard, and its catalogue rows.
     dim, n_images, n_embedded, n_from_cache, seconds, setup_seconds, images_per_second
         This shard's dimension (None: empty shard of an empty cache), counts and timings.
-    images_set_aside, peak_memory, slurm_job_id, log_every, segment_rows, segment_seconds
+    images_set_aside, n_quarantined, cache_quarantined, peak_memory, slurm_job_id, log_every, segment_rows,
+    segment_seconds
         This shard's own: not copied as they are into the merged meta.
 
     Fields marked ``common`` (:meth:`common_fields`) are the same for every shard of a model:
@@ -157,6 +163,8 @@ class ShardMeta(Record):
     setup_seconds: float = 0.0
     images_per_second: float | None = None
     images_set_aside: list[dict[str, Any]] = field(default_factory=list)
+    n_quarantined: int = 0
+    cache_quarantined: list[dict[str, Any]] = field(default_factory=list)
     peak_memory: dict[str, int | None] = field(default_factory=dict)
     versions: dict[str, str] | None = field(default=None, metadata=_COMMON)
     batch_size: int | None = field(default=None, metadata=_COMMON)

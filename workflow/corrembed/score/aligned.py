@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow
 
+from ..embed.checked_reads import checked_embeddings
 from ..embed.items import UsableItemEmbeddings, usable_item_embeddings
-from ..embed.store import Embeddings, read_embeddings
+from ..embed.store import Embeddings
 from ..tags import TagVectors
 
 
@@ -73,7 +74,7 @@ def aligned_items(
     (['a', 'c', 'd'], (3, 2), 1)
     """
     if not isinstance(embeddings, Embeddings):
-        images = read_embeddings([os.fspath(embeddings)])
+        images = checked_embeddings(embeddings)  # rows and dims against meta.json; damage named
         usable = usable_item_embeddings(images, vectors.item_ids, item_embedding)
         del images  # the memory-mapped file: only the item embeddings (one copy) are kept
         pyarrow.default_memory_pool().release_unused()  # give the decoded pages back now

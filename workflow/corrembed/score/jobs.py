@@ -7,8 +7,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from ..embed.checked_reads import checked_tag_vectors
 from ..storage import write_table
-from ..tags import load_tag_vectors
 from .aligned import aligned_items
 from .files import write_score
 from .options import ScoreOptions
@@ -34,7 +34,7 @@ def score_job(
     listed, with their image, in ``excluded_path``; the score and its per-anchor table are written
     with :func:`corrembed.score.files.write_score`. ``settings`` is the config's ``scoring:``.
     """
-    items = aligned_items(shard_path, load_tag_vectors(vectors_path), settings["item_embedding"])
+    items = aligned_items(shard_path, checked_tag_vectors(vectors_path), settings["item_embedding"])
     usable = items.usable
     write_table(excluded_path, usable.excluded)
     if usable.excluded.height:

@@ -60,6 +60,7 @@ SUMMARY_COLUMNS = (
     "n_items_without_tags",
     "set_aside_by_kind",
     "embed_set_aside_by_kind",
+    "n_cache_quarantined",
     "n_excluded_embeddings",
     "n_excluded_items",
 )
@@ -146,6 +147,8 @@ def summary_table(
                 **catalogue_values,
                 # Images only the embed stage found undecodable (NaN embeddings, excluded by score).
                 "embed_set_aside_by_kind": _by_kind(meta.set_aside_by_kind),
+                # Cache entries found damaged and embedded again (corrembed.embed.integrity).
+                "n_cache_quarantined": meta.n_quarantined,
                 "n_excluded_embeddings": score.n_excluded_embeddings,
                 "n_excluded_items": score.n_excluded_items,
             }
