@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the corrembed libra
 import polars as pl
 
 from corrembed.diagnostics.comparison import with_rank_columns
+from corrembed.diagnostics.retrieval_columns import with_retrieval_columns
 from corrembed.joblog import job_logging
 from corrembed.models import imagenet_acc1_kind, imagenet_metadata, parse_model_spec
 from corrembed.records import CatalogueReport
@@ -28,5 +29,7 @@ with job_logging(snakemake.log[0], "summary") as log:
     # Ranks and tied sets from the diagnostics' paired comparison (results/diagnostics/comparison/).
     rankings = {Path(p).parent.name: pl.read_csv(p) for p in snakemake.input.get("rankings", [])}
     table = with_rank_columns(table, rankings)
+    # Retrieval columns from results/diagnostics/models/{model}/{weighting}.retrieval.csv.
+    table = with_retrieval_columns(table, [pl.read_csv(p) for p in snakemake.input.get("retrieval", [])])
     log.info("summary:\n%s", table)
     write_table(snakemake.output[0], table)

@@ -66,19 +66,44 @@ def recall_at_k(member: sp.csr_matrix, neighbours: Neighbours, k: int | None = N
     return out
 
 
-def _block_metrics(order: np.ndarray, rel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """R-precision, mAP@R, MRR of each row of ``rel`` (b, n) under the ranking ``order`` (b, n)."""
-    ranked = np.take_along_axis(rel, order, axis=1)
-    total = ranked.sum(axis=1)
-    hits = np.cumsum(ranked, axis=1)
-    positions = np.arange(1, ranked.shape[1] + 1)
-    within_r = positions[None, :] <= total[:, None]
-    defined = total > 0
-    safe = np.where(defined, total, 1)
-    r_precision = hits[np.arange(hits.shape[0]), safe - 1] / safe
-    map_at_r = (np.where(ranked & within_r, hits / positions, 0.0)).sum(axis=1) / safe
-    mrr = 1.0 / (np.argmax(ranked, axis=1) + 1)
-    return tuple(np.where(defined, m, np.nan) for m in (r_precision, map_at_r, mrr))
+def ranking_keys(similarities: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(b, n) int64 keys whose decreasing order is the tie rule's ranking; the query's own item last.
+
+    key = round(similarity * 10^TIE_DECIMALS) * n + (n - 1 - item index): the rounded similarity
+    first (exactly the ordering of ``np.round(s, TIE_DECIMALS)``, which rounds the same product),
+    then the lower item index. Unique per row, so any (unstable, faster) sort gives the same order.
+    """
+    b, n = similarities.shape
+    if n > 9_000_000:  # |key| <= 10^12 * n must fit in int64
+        raise ScoringError(f"ranking metrics support at most 9,000,000 items, got {n}")
+    keys = np.rint(similarities * 10.0**TIE_DECIMALS).astype(np.int64)
+    keys *= n
+    keys += np.arange(n - 1, -1, -1, dtype=np.int64)
+    keys[np.arange(b), rows] = np.iinfo(np.int64).min + 1  # + 1: its negation must not overflow
+    return keys
+
+
+def _row_metrics(key: np.ndarray, relevant: list[np.ndarray], totals: list[int]) -> list[tuple[float, float, float]]:
+    """(R-precision, mAP@R, MRR) of one query for each relevance mask (n,) bool with R = ``totals``."""
+    m = max(totals, default=0)
+    if m == 0:
+        return [(np.nan, np.nan, np.nan)] * len(relevant)
+    n = key.size
+    negated = -key
+    # Only the first max(R) ranks matter for R-precision and mAP@R: partial sort when that is short.
+    top = np.argpartition(negated, m - 1)[:m] if m < n // 2 else np.arange(n)
+    top = top[np.argsort(negated[top])][:m]
+    out = []
+    for rel, total in zip(relevant, totals):
+        if total == 0:
+            out.append((np.nan, np.nan, np.nan))
+            continue
+        positions = np.flatnonzero(rel[top[:total]]) + 1  # ranks (1-based) of the relevant within the first R
+        found = np.arange(1, positions.size + 1)
+        # rank of the best-ranked relevant item (beyond R only when none is within it)
+        first = int(positions[0]) if positions.size else int((key > key[rel].max()).sum()) + 1
+        out.append((positions.size / total, float((found / positions).sum()) / total, 1.0 / first))
+    return out
 
 
 def ranking_metrics(
@@ -113,17 +138,16 @@ def ranking_metrics(
         raise ScoringError(f"query indices must lie in [0, {n})")
     unit = unit_rows(embeddings)
     out = {m: {c: np.empty(queries.size, dtype=np.float64) for c in members} for m in RANKING_METRICS}
-    # similarities, rounded keys, order (int64), relevance, hits (int64), a float temporary
-    b = block_rows(n, memory_budget_mb, arrays_per_entry=6)
+    names = list(members)
+    # similarities, their int64 keys, one bool relevance block per category
+    b = block_rows(n, memory_budget_mb, arrays_per_entry=2 + len(names))
     for start in range(0, queries.size, b):
         rows = queries[start : start + b]
-        keys = np.round(similarity_rows(unit, rows), TIE_DECIMALS)
-        keys[np.arange(rows.size), rows] = -np.inf
-        # stable sort of -keys: decreasing similarity, equal ones by increasing item index
-        order = np.argsort(-keys, axis=1, kind="stable")
-        del keys
-        for category, member in members.items():
-            values = _block_metrics(order, relevance_rows(member, rows))
-            for name, value in zip(RANKING_METRICS, values):
-                out[name][category][start : start + rows.size] = value
+        keys = ranking_keys(similarity_rows(unit, rows), rows)
+        relevance = [relevance_rows(members[c], rows) for c in names]
+        totals = np.stack([r.sum(axis=1) for r in relevance], axis=1).tolist()
+        for i in range(rows.size):
+            for c, values in zip(names, _row_metrics(keys[i], [r[i] for r in relevance], totals[i])):
+                for metric, value in zip(RANKING_METRICS, values):
+                    out[metric][c][start + i] = value
     return out
