@@ -96,7 +96,7 @@ def flip_validation(
     fraction: float = 0.05,
     seed: int = 42,
 ) -> pl.DataFrame:
-    """:data:`VALIDATION_COLUMNS` for each category x embedding x score (``suspicion``, ``naive_suspicion``).
+    """:data:`VALIDATION_COLUMNS` for each category x embedding x score (suspicion, calibrated_ and naive_suspicion).
 
     Args:
         matrix: (n, t) tag matrix; slot_category: (t,) category of each column.
@@ -112,7 +112,7 @@ def flip_validation(
         has = np.diff(member.indptr) > 0
         for label, by_model in neighbours.items():
             result = audit_category(member, by_model)
-            for score in ("suspicion", "naive_suspicion"):
+            for score in ("suspicion", "calibrated_suspicion", "naive_suspicion"):
                 s, y = result[score][has], flipped[has]
                 rows.append(
                     (category, label, score, int(has.sum()), int(y.sum()), roc_auc(s, y), precision_at_flipped(s, y))
