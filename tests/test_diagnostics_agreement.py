@@ -94,3 +94,16 @@ def test_aligned_embeddings_keeps_common_items_in_first_order():
     assert ids.tolist() == ["x", "z"]
     np.testing.assert_array_equal(out["a"], [[2, 3], [6, 7]])
     np.testing.assert_array_equal(out["b"], [[20, 30], [0, 10]])
+
+
+def test_cka_on_a_seeded_item_sample_above_cka_items():
+    from corrembed.diagnostics.agreement import agreement_queries
+
+    rng = np.random.default_rng(8)
+    a = rng.normal(size=(300, 6))
+    b = a @ rng.normal(size=(6, 4)) + rng.normal(size=(300, 4))
+    sampled = model_agreement({"a": a, "b": b}, k=5, cka_items=120, seed=3)
+    rows = agreement_queries(300, 120, 4)
+    assert sampled["cka"][0] == pytest.approx(cka_direct(a[rows], b[rows]), abs=1e-10)
+    full = model_agreement({"a": a, "b": b}, k=5, cka_items=None)["cka"][0]
+    assert full == pytest.approx(cka_direct(a, b), abs=1e-10) and abs(full - sampled["cka"][0]) < 0.1

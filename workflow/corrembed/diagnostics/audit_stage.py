@@ -84,7 +84,9 @@ def write_model_agreement(
         {m: i.embeddings for m, i in inputs.items()}, {m: i.item_ids for m, i in inputs.items()}
     )
     log.info("model agreement: %d models on %d shared items", len(embeddings), len(ids))
-    table = model_agreement(embeddings, k=settings["neighbours"], n_queries=settings["queries"], seed=seed)
+    table = model_agreement(
+        embeddings, k=settings["neighbours"], n_queries=settings["queries"], cka_items=settings["cka_items"], seed=seed
+    )
     write_table(table_path, table)
     agreement_heatmap(heatmap_path, table)
     return table
