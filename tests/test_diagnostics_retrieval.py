@@ -91,7 +91,7 @@ def test_ideal_ranking_scores_one_and_summary_has_intervals():
     got = retrieval_scores(tags + 0.0, tags, slot_category, np.arange(1, 30), k=5)
     np.testing.assert_allclose(got.ndcg[np.isfinite(got.ndcg)], 1.0, atol=1e-12)
     table = got.summary(resamples=200)
-    assert table.height == 1 + 2 * 3
+    assert table.height == 1 + 6 * 3  # precision, map, recall, r_precision, map_at_r, mrr
     row = table.row(0, named=True)
     assert row["metric"] == "ndcg" and row["ci_low"] <= row["mean"] <= row["ci_high"]
     assert row["n_defined"] == np.isfinite(got.ndcg).sum()

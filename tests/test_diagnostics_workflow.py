@@ -72,8 +72,24 @@ def test_outputs_and_report(workspace, tmp_path):
     page = out / "report.html"
     dom = run_chromium(page, tmp_path, "--dump-dom")
     status = re.search(r'id="image-status"[^>]*data-loaded="(\d+)"[^>]*data-total="(\d+)"', dom)
-    # summary plot + 4 per weighting x 2 + 3 per model x 2 + r18's layer sweep
-    assert status and status.group(1) == status.group(2) == str(1 + 4 * 2 + 3 * 2 + 1)
+    # summary plot + 4 per weighting x 2 + audit sheet + agreement heatmap + 3 per model x 2 + r18's layer sweep
+    assert status and status.group(1) == status.group(2) == str(1 + 4 * 2 + 2 + 3 * 2 + 1)
+
+
+def test_audit_agreement_and_summary_retrieval_columns(workspace):
+    # Tag audit, model agreement and the summary's retrieval columns (issue 24).
+    out = workspace.run_dir / "results" / "diagnostics"
+    audit = pl.read_csv(out / "tag_audit.csv")
+    assert {"item_id", "category", "value", "suggested_value", "agreement", "suspicion", "models"} <= set(audit.columns)
+    assert audit["suspicion"].is_sorted(descending=True) and audit["item_id"].n_unique() == 40
+    assert audit["models"].unique().to_list() in (["r18;mnv3"], ["mnv3;r18"], ["r18"], ["mnv3"])
+    for name in ("suspects.png", "model_agreement.png", "confusions.csv"):
+        assert (out / "audit" / name).stat().st_size > 0
+    agreement = pl.read_csv(out / "model_agreement.csv")
+    assert agreement.columns == ["model_a", "model_b", "cka", "mutual_knn", "k"] and agreement.height == 1
+    summary = pl.read_csv(workspace.run_dir / "results" / "summary.csv")
+    for column in ("ndcg_at_10", "recall_at_10", "map_at_r", "mrr"):
+        assert summary[column].is_between(0.0, 1.0).all()
 
 
 @pytest.mark.parametrize(
@@ -116,8 +132,11 @@ def test_outputs_and_report(workspace, tmp_path):
                 "diagnostics_model_figures[entropy]",
                 "diagnostics_best_vs_worst[binary]",
                 "diagnostics_best_vs_worst[entropy]",
+                "diagnostics_audit",  # its consensus comes from the headline ranking
             },
         ),
+        ({"diagnostics.audit": {"neighbours": 4}}, {"diagnostics_audit"}),
+        ({"diagnostics.agreement": {"queries": 10}}, {"diagnostics_agreement"}),
     ],
 )
 def test_a_setting_reruns_only_what_it_feeds(workspace, change, expected):

@@ -152,6 +152,17 @@ def diagnostics_rankings():
     )
 
 
+def diagnostics_retrieval_tables():
+    """Each model x weighting's retrieval table for the summary's retrieval columns (none when off)."""
+    if not config["diagnostics"]["enabled"]:
+        return []
+    return expand(
+        "results/diagnostics/models/{model}/{weighting}.retrieval.csv",
+        model=MODELS,
+        weighting=WEIGHTINGS,
+    )
+
+
 def diagnostics_report_inputs(wildcards):
     model_files = ("neighbours.png", "map.png", "collage.png")
     comparison_files = (
@@ -184,4 +195,11 @@ def diagnostics_report_inputs(wildcards):
             weighting=WEIGHTINGS,
             file=comparison_files,
         ),
+        "audit": [
+            "results/diagnostics/tag_audit.csv",
+            "results/diagnostics/audit/confusions.csv",
+            "results/diagnostics/audit/suspects.png",
+            "results/diagnostics/model_agreement.csv",
+            "results/diagnostics/audit/model_agreement.png",
+        ],
     }

@@ -231,3 +231,58 @@ rule diagnostics_report:
         settings=diagnostics_settings(),
     script:
         "../scripts/diagnostics_report.py"
+
+
+# Tag audit (issue 24): every item's neighbours in the consensus models (the headline ranking's
+# best and those tied with it) against its tags; the most suspect first.
+rule diagnostics_audit:
+    input:
+        shards=expand("results/embeddings/{model}/part-00000.parquet", model=MODELS),
+        vectors=f"results/tags/{WEIGHTINGS[0]}/vectors.npz",
+        images="results/catalogue/images.parquet",
+        rankings=expand(
+            "results/diagnostics/comparison/{weighting}/ranking.csv",
+            weighting=WEIGHTINGS,
+        ),
+        categories=expand(
+            "results/tags/{weighting}/categories.csv", weighting=WEIGHTINGS
+        ),
+    output:
+        table="results/diagnostics/tag_audit.csv",
+        confusions="results/diagnostics/audit/confusions.csv",
+        sheet="results/diagnostics/audit/suspects.png",
+    log:
+        "logs/diagnostics/audit.log",
+    benchmark:
+        "logs/diagnostics/audit.benchmark.tsv"
+    conda:
+        "../../envs/corrembed.yaml"
+    params:
+        models=MODELS,
+        weightings=WEIGHTINGS,
+        settings=diagnostics_settings("audit")["audit"],
+        item_embedding=config["scoring"]["item_embedding"],
+    script:
+        "../scripts/diagnostics_audit.py"
+
+
+rule diagnostics_agreement:
+    input:
+        shards=expand("results/embeddings/{model}/part-00000.parquet", model=MODELS),
+        vectors=f"results/tags/{WEIGHTINGS[0]}/vectors.npz",
+    output:
+        table="results/diagnostics/model_agreement.csv",
+        heatmap="results/diagnostics/audit/model_agreement.png",
+    log:
+        "logs/diagnostics/agreement.log",
+    benchmark:
+        "logs/diagnostics/agreement.benchmark.tsv"
+    conda:
+        "../../envs/corrembed.yaml"
+    params:
+        models=MODELS,
+        settings=diagnostics_settings("agreement")["agreement"],
+        seed=config["diagnostics"]["seed"],
+        item_embedding=config["scoring"]["item_embedding"],
+    script:
+        "../scripts/diagnostics_agreement.py"

@@ -7,6 +7,7 @@ rule summary:
         ),
         ingest_report="results/catalogue/report.json",
         rankings=diagnostics_rankings(),
+        retrieval=diagnostics_retrieval_tables(),
     output:
         report(
             "results/summary.csv",

@@ -16,6 +16,7 @@ with job_logging(snakemake.log[0], "summary") as log:
         categories=snakemake.input.categories,
         ingest_report=snakemake.input.ingest_report,
         rankings=snakemake.input.get("rankings", []),
+        retrieval=snakemake.input.get("retrieval", []),
         models=snakemake.params.models,
         log=log,
     )

@@ -3,7 +3,10 @@
 Modules, one concept each:
 
 - :mod:`.neighbours` — exact blockwise top-k cosine neighbours; seeded stratified queries.
-- :mod:`.retrieval` — nDCG@k (gain = tag similarity), precision@k and mAP@k per category.
+- :mod:`.retrieval` — nDCG@k (gain = tag similarity), precision@k and mAP@k per category;
+  :mod:`.ranking_metrics` — Recall@k, R-precision, mAP@R and MRR over the full ranking.
+- :mod:`.audit` — the tag audit (likely tagging errors); :mod:`.audit_validation` — planted errors.
+- :mod:`.agreement` — which models see the catalogue alike: debiased CKA, mutual k-NN.
 - :mod:`.attributes` — per-category CorrEmbed alone and the drop when a category is left out.
 - :mod:`.comparison` — paired bootstrap between models: differences, p-values, ranks, tied sets.
 - :mod:`.embedding_map` — 2-D t-SNE map (openTSNE) on a seeded subsample.

@@ -1,4 +1,5 @@
-"""Retrieval metrics beside CorrEmbed: nDCG@k graded by tag similarity, precision@k and mAP@k per category.
+"""Retrieval metrics beside CorrEmbed: nDCG@k graded by tag similarity, precision@k and mAP@k per category,
+and (from :mod:`.ranking_metrics`) Recall@k, R-precision, mAP@R and MRR per category.
 
 Every query q (by default the headline score's anchors) retrieves its k nearest items by embedding
 cosine (:func:`~corrembed.diagnostics.neighbours.top_k_neighbours`): the query itself is never
@@ -22,7 +23,7 @@ bound plus (b, n) blocks for counting R; never n x n.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -32,6 +33,7 @@ from ..errors import ScoringError
 from ..score import bootstrap_interval
 from .categories import category_slots, membership
 from .neighbours import DEFAULT_MEMORY_BUDGET_MB, Neighbours, block_rows, top_k_neighbours, unit_rows
+from .ranking_metrics import ranking_metrics, recall_at_k
 
 METRIC_COLUMNS = ("metric", "category", "k", "mean", "ci_low", "ci_high", "n_queries", "n_defined")
 
@@ -46,6 +48,8 @@ class RetrievalScores:
         ndcg: (q,) float64 nDCG@k, NaN where undefined.
         precision: category -> (q,) float64 precision@k, NaN where undefined.
         average_precision: category -> (q,) float64 AP@k, NaN where undefined.
+        ranked: metric -> category -> (q,) float64: ``recall`` (Recall@k) and the full-ranking
+            metrics of :mod:`.ranking_metrics` (``r_precision``, ``map_at_r``, ``mrr``).
     """
 
     queries: np.ndarray
@@ -53,6 +57,7 @@ class RetrievalScores:
     ndcg: np.ndarray
     precision: dict[str, np.ndarray]
     average_precision: dict[str, np.ndarray]
+    ranked: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def summary(self, resamples: int = 1000, confidence: float = 0.95, seed: int = 42) -> pl.DataFrame:
         """One row per metric (and category): mean over defined queries with its bootstrap interval."""
@@ -64,6 +69,8 @@ class RetrievalScores:
             rows.append(
                 _summary_row("map", category, self.k, self.average_precision[category], resamples, confidence, seed)
             )
+            for metric, values in self.ranked.items():
+                rows.append(_summary_row(metric, category, self.k, values[category], resamples, confidence, seed))
         return pl.DataFrame(rows, schema=list(METRIC_COLUMNS), orient="row")
 
 
@@ -192,11 +199,14 @@ def retrieval_scores(
     slots = category_slots(slot_category)
     chosen = list(slots) if categories is None else list(categories)
     ndcg = ndcg_at_k(tag_vectors, neighbours, k, memory_budget_mb=memory_budget_mb)
-    precision, ap = {}, {}
+    precision, ap, members = {}, {}, {}
     for category in chosen:
         if category not in slots:
             raise ScoringError(f"unknown tag category {category!r}; known: {', '.join(slots)}")
+        members[category] = membership(tag_vectors, slots[category])
         precision[category], ap[category] = precision_and_ap(
-            membership(tag_vectors, slots[category]), neighbours, k, memory_budget_mb=memory_budget_mb
+            members[category], neighbours, k, memory_budget_mb=memory_budget_mb
         )
-    return RetrievalScores(queries=queries, k=k, ndcg=ndcg, precision=precision, average_precision=ap)
+    ranked = {"recall": {c: recall_at_k(m, neighbours, k) for c, m in members.items()}}
+    ranked.update(ranking_metrics(embeddings, members, queries, memory_budget_mb=memory_budget_mb))
+    return RetrievalScores(queries=queries, k=k, ndcg=ndcg, precision=precision, average_precision=ap, ranked=ranked)

@@ -8,6 +8,7 @@ self-contained HTML page with :func:`corrembed.diagnostics.report.write_report`:
 - ``models/{model}/{weighting}.attributes.csv``, ``{weighting}.retrieval.csv``
 - ``comparison/{weighting}/ranking.csv``, ``pairs.csv``, ``ranking.png``, ``attributes.png``,
   ``corrembed_vs_ndcg.png``, ``best_vs_worst.png``
+- ``tag_audit.csv``, ``audit/*``, ``model_agreement.csv`` (:mod:`.audit_report`)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
+from .audit_report import audit_sections
 from .report import Figure, Section, Table, write_report
 
 INTRO = (
@@ -91,7 +93,9 @@ def _weighting_section(root: Path, weighting: str, models: list[str], is_headlin
                 f"Retrieval at k = {k}, mean [95 % interval] over the same anchors as queries: ndcg = "
                 f"nDCG@{k} with the tag similarity as graded relevance; precision/map <category> = "
                 f"precision@{k} and mAP@{k}, an item being relevant if it shares the query's value of that "
-                "category.",
+                f"category; recall = Recall@{k} (a relevant item among the first {k}); r_precision, map_at_r = "
+                "R-precision and mAP@R (Musgrave et al. 2020, R = the number of relevant items); mrr = mean "
+                "reciprocal rank of the first relevant item.",
             ),
         ],
         figures=[
@@ -210,5 +214,6 @@ def build_workflow_report(
     sections = [_summary_section(summary, headline_png)]
     sections += [_weighting_section(root, w, models, w in headline) for w in ordered]
     best_first = pl.read_csv(root / "comparison" / ordered[0] / "ranking.csv")["model"].to_list()
+    sections += audit_sections(root)
     sections += [_model_section(root, m) for m in best_first if m in models]
     write_report(path, "CorrEmbed diagnostics", INTRO, sections)

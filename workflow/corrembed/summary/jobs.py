@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 
 from ..diagnostics.comparison import with_rank_columns
+from ..diagnostics.retrieval_columns import with_retrieval_columns
 from ..models import imagenet_acc1_kind, imagenet_metadata, parse_model_spec
 from ..records import CatalogueReport
 from ..storage import write_table
@@ -25,6 +26,7 @@ def summary_job(
     categories: Sequence[str | os.PathLike],
     ingest_report: str | os.PathLike,
     rankings: Sequence[str | os.PathLike],
+    retrieval: Sequence[str | os.PathLike] = (),
     models: Mapping[str, Any],
     log: logging.Logger,
 ) -> pl.DataFrame:
@@ -33,7 +35,8 @@ def summary_job(
     ``scores``, ``metas``: the score JSONs and embedding ``meta.json`` files; ``categories``: each
     weighting's ``categories.csv`` (its folder names the weighting); ``ingest_report``: ingest's
     ``report.json`` (rows set aside, by kind); ``rankings``: the diagnostics' paired-comparison
-    rankings (one per weighting, may be empty); ``models``: the config's model entries.
+    rankings (one per weighting, may be empty); ``retrieval``: the diagnostics'
+    per-model retrieval tables (may be empty: the retrieval columns stay empty); ``models``: the config's model entries.
     """
     sources = {Path(p).parent.name: weight_source(pl.read_csv(p)) for p in categories}
     specs = {name: parse_model_spec(spec, model_name=name) for name, spec in models.items()}
@@ -45,6 +48,8 @@ def summary_job(
     table = summary_table(read_scores(scores), read_metas(metas), imagenet, sources, catalogue)
     # Ranks and tied sets from the diagnostics' paired comparison (results/diagnostics/comparison/).
     table = with_rank_columns(table, {Path(p).parent.name: pl.read_csv(p) for p in rankings})
+    # Retrieval columns from results/diagnostics/models/{model}/{weighting}.retrieval.csv.
+    table = with_retrieval_columns(table, [pl.read_csv(p) for p in retrieval])
     log.info("summary:\n%s", table)
     write_table(out_path, table)
     return table

@@ -32,6 +32,11 @@ SUMMARY_COLUMNS = (
     # rank by CorrEmbed within the weighting, and the models not significantly different.
     "rank",
     "tied_with",
+    # Filled from the diagnostics' retrieval tables (diagnostics/retrieval_columns.py; empty when off).
+    "ndcg_at_10",
+    "recall_at_10",
+    "map_at_r",
+    "mrr",
     "allpairs_pearson",
     "anchor_spearman",
     "allpairs_spearman",
