@@ -21,6 +21,8 @@ EMBEDDING_KEYS = (
     "layer",
     "transforms",
     "trust_remote_code",
+    "factory",
+    "kwargs",
 )
 
 # What an embedding job (embed, diagnostics_layers) asks a cluster for (sbatch --gpus/--gres,

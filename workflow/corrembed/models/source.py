@@ -98,6 +98,7 @@ SOURCES = {
     "timm": ".timm_source",
     "open_clip": ".open_clip_source",
     "huggingface": ".huggingface_source",
+    "python": ".python_source",
 }
 #: Source name -> (import name, extra) of the optional package it needs.
 SOURCE_PACKAGES: dict[str, tuple[str, str]] = {
