@@ -23,6 +23,10 @@ EMBEDDING_KEYS = (
     "trust_remote_code",
     "factory",
     "kwargs",
+    "embeddings",
+    "ids",
+    "key",
+    "on_missing",
 )
 
 # What an embedding job (embed, diagnostics_layers) asks a cluster for (sbatch --gpus/--gres,

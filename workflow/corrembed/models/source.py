@@ -99,6 +99,7 @@ SOURCES = {
     "open_clip": ".open_clip_source",
     "huggingface": ".huggingface_source",
     "python": ".python_source",
+    "precomputed": ".precomputed_source",
 }
 #: Source name -> (import name, extra) of the optional package it needs.
 SOURCE_PACKAGES: dict[str, tuple[str, str]] = {
