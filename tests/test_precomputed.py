@@ -203,7 +203,8 @@ def test_workflow_scores_a_precomputed_model_and_reruns_only_on_a_changed_file(t
     check(snakemake(tmp_path, "--cores", "2", "results/summary.csv"))
     # The user's "production" embeddings: r18's own, one row per item, as a Parquet list column.
     own = read_embeddings(tmp_path / "results/embeddings/r18")
-    pq.write_table(pa.table({"id": list(map(str, own.item_ids)), "v": list(np.asarray(own.vectors))}), tmp_path / "p.parquet")
+    table = pa.table({"id": list(map(str, own.item_ids)), "v": list(np.asarray(own.vectors))})
+    pq.write_table(table, tmp_path / "p.parquet")
     config["models"]["prod"] = {"source": "precomputed", "embeddings": "p.parquet", "imagenet": {"acc1": 70.0}}
     write_config(tmp_path, config)
     result = check(snakemake(tmp_path, "--cores", "2", "results/summary.csv"))

@@ -51,7 +51,7 @@ class PrecomputedSource:
     arch_key = "embeddings"
     weights_required = False
     extra_keys: tuple[str, ...] = ("embeddings", "ids", "key", "on_missing")
-    arch_help = "the embeddings file: .parquet (an id column + a list column or one column per dimension), .npy + ids, .npz"
+    arch_help = "the embeddings file: .parquet (ids, then a list column or one column per dimension), .npy + ids, .npz"
     weights_help = "Precomputed embeddings have no weights."
     layer_help = "precomputed embeddings have no layer"
 
