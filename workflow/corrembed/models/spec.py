@@ -9,6 +9,8 @@ A *model spec* is one entry of the config ``models:`` mapping (name -> dict)::
      transforms: {resize_size, crop_size, mean, std, interpolation},  # optional overrides
      imagenet: {acc1, acc5, num_params, gflops}}                   # optional, for checkpoints
 
+``source: python`` names its model by ``factory:`` (weights optional) and ``source: precomputed``
+by ``embeddings:`` (no weights): a source's ``arch_key`` / ``weights_required`` say so.
 The common keys are validated here; the source (:mod:`corrembed.models.source`) resolves
 ``arch``, ``weights`` and ``layer``. Everything downstream (weights step, check step, embed
 stage, cache identity, summary) takes the parsed :class:`ModelSpec`, never the raw mapping.
