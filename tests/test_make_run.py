@@ -60,7 +60,12 @@ def test_make_run_completes_offline_with_three_real_models_and_a_control(tmp_pat
     env.pop("PYTHONPATH", None)  # the rule scripts import the copy's own library
     # A smaller demo catalogue, merged over config.yaml (its documented default stays 300 items).
     small = tmp_path / "small.yaml"
-    small.write_text(yaml.safe_dump({"demo": {"n_items": 100, "n_users": 60, "seed": 0}}), encoding="utf-8")
+    smaller = {
+        "demo": {"n_items": 60, "n_users": 40, "seed": 0},
+        "embed": {"batch_size": 30, "num_workers": 0},
+        "scoring": {"bootstrap": 200},
+    }
+    small.write_text(yaml.safe_dump(smaller), encoding="utf-8")
     result = subprocess.run(
         [
             "make",
@@ -74,7 +79,7 @@ def test_make_run_completes_offline_with_three_real_models_and_a_control(tmp_pat
         capture_output=True,
         text=True,
         env=env,
-        timeout=1800,
+        timeout=3000,
     )
     assert result.returncode == 0, f"make run failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
     summary = pl.read_csv(checkout / "results" / "summary.csv").filter(pl.col("headline"))
@@ -83,7 +88,7 @@ def test_make_run_completes_offline_with_three_real_models_and_a_control(tmp_pat
     real = summary.filter(pl.col("model") != "efficientnet_lite0_random").sort("imagenet_acc1")
     assert real["model"].to_list() == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
     assert real["imagenet_acc1"].to_list() == [75.1, 76.7, 77.6]
-    assert set(summary["source"]) == {"python"} and summary["n_items"].min() == 100
+    assert set(summary["source"]) == {"python"} and summary["n_items"].min() == 60
     control = summary.filter(pl.col("model") == "efficientnet_lite0_random").row(0, named=True)
     assert control["imagenet_acc1"] is None
     # The real networks see the tags; the random one far less.

@@ -84,7 +84,7 @@ class PrecomputedSource:
     def resolve_options(self, spec: Any, *, model_name: str) -> dict[str, Any]:
         """``key``, ``on_missing`` and (for .npy) ``ids``, validated; no ``arch`` or ``transforms``."""
         for key in ("arch", "transforms", "layers", "precision", "decoder"):
-            if key in spec:
+            if spec.get(key):  # (the schema fills in an empty transforms: {})
                 raise ConfigError(f"model {model_name!r}: source precomputed takes no {key!r} (remove the key)")
         options = {
             "key": _choice(spec, "key", KEYS, model_name),
