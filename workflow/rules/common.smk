@@ -175,3 +175,14 @@ def diagnostics_report_inputs(wildcards):
             file=comparison_files,
         ),
     }
+
+
+# Models with source: precomputed (rules/precomputed.smk reads their files instead of embedding).
+PRECOMPUTED_MODELS = [
+    m for m in MODELS if config["models"][m].get("source") == "precomputed"
+]
+
+
+def precomputed_files(wildcards):
+    spec = config["models"][wildcards.model]
+    return [spec["embeddings"]] + ([spec["ids"]] if spec.get("ids") else [])

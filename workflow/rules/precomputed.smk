@@ -1,16 +1,6 @@
 # Precomputed embeddings (models with source: precomputed): the user's file is read and checked
 # against the catalogue instead of the weights and embed steps. Same outputs as merge_embeddings,
 # so score, diagnostics and summary treat the model like any other.
-PRECOMPUTED_MODELS = [
-    m for m in MODELS if config["models"][m].get("source") == "precomputed"
-]
-
-
-def precomputed_files(wildcards):
-    spec = config["models"][wildcards.model]
-    return [spec["embeddings"]] + ([spec["ids"]] if spec.get("ids") else [])
-
-
 rule precomputed_embeddings:
     input:
         images="results/catalogue/images.parquet",
