@@ -203,8 +203,10 @@ def test_workflow_scores_a_precomputed_model_and_reruns_only_on_a_changed_file(t
     check(snakemake(tmp_path, "--cores", "2", "results/summary.csv"))
     # The user's "production" embeddings: r18's own, one row per item, as a Parquet list column.
     own = read_embeddings(tmp_path / "results/embeddings/r18")
-    table = pa.table({"id": list(map(str, own.item_ids)), "v": list(np.asarray(own.vectors))})
-    pq.write_table(table, tmp_path / "p.parquet")
+    item_ids = list(map(str, own.item_ids))
+    firsts = [item_ids.index(i) for i in dict.fromkeys(item_ids)]  # the item's first image, as scored
+    ids, vectors = [item_ids[k] for k in firsts], np.asarray(own.vectors)[firsts]
+    pq.write_table(pa.table({"id": ids, "v": list(vectors)}), tmp_path / "p.parquet")
     config["models"]["prod"] = {"source": "precomputed", "embeddings": "p.parquet", "imagenet": {"acc1": 70.0}}
     write_config(tmp_path, config)
     result = check(snakemake(tmp_path, "--cores", "2", "results/summary.csv"))
@@ -219,7 +221,7 @@ def test_workflow_scores_a_precomputed_model_and_reruns_only_on_a_changed_file(t
     # Untouched: nothing to do.
     assert "Nothing to be done" in check(snakemake(tmp_path, "--cores", "1", "results/summary.csv", "-n")).stdout
     # A changed file re-scores that model only (no embedding of the other).
-    changed = np.asarray(own.vectors) * np.linspace(0.5, 2.0, len(own.item_ids))[:, None]
-    pq.write_table(pa.table({"id": list(map(str, own.item_ids)), "v": list(changed)}), tmp_path / "p.parquet")
+    changed = vectors + np.random.default_rng(0).normal(size=vectors.shape).astype(np.float32)
+    pq.write_table(pa.table({"id": ids, "v": list(changed)}), tmp_path / "p.parquet")
     plan = check(snakemake(tmp_path, "--cores", "1", "results/summary.csv", "-n")).stdout
     assert "precomputed_embeddings" in plan and "score" in plan and "rule embed" not in plan and "model=r18" not in plan
