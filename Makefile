@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 8
+# Another config (e.g. make run CONFIG=examples/torchvision-models.yaml); empty = config.yaml.
+CONFIG ?=
+RUN_ARGS ?=
 
 .PHONY: run test install install-test clean
 
@@ -27,7 +30,7 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 run: install
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES) $(if $(CONFIG),--configfile $(CONFIG) --replace-workflow-config) $(RUN_ARGS)
 
 test: install-test $(VENV)/.chromium
 	$(BIN)/python -m pytest

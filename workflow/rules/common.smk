@@ -24,6 +24,12 @@ EMBEDDING_KEYS = (
     "layer",
     "transforms",
     "trust_remote_code",
+    "factory",
+    "kwargs",
+    "embeddings",
+    "ids",
+    "key",
+    "on_missing",
 )
 
 # What an embedding job (embed, diagnostics_layers) asks a cluster for (sbatch --gpus/--gres,
@@ -203,3 +209,14 @@ def diagnostics_report_inputs(wildcards):
             "results/diagnostics/audit/model_agreement.png",
         ],
     }
+
+
+# Models with source: precomputed (rules/precomputed.smk reads their files instead of embedding).
+PRECOMPUTED_MODELS = [
+    m for m in MODELS if config["models"][m].get("source") == "precomputed"
+]
+
+
+def precomputed_files(wildcards):
+    spec = config["models"][wildcards.model]
+    return [spec["embeddings"]] + ([spec["ids"]] if spec.get("ids") else [])

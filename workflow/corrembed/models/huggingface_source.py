@@ -89,6 +89,8 @@ class HuggingFaceSource:
     package = "transformers"
     extra = "huggingface"
     default_layer = "embedding"
+    arch_key = "arch"
+    weights_required = True
     extra_keys: tuple[str, ...] = SOURCE_OPTION_KEYS["huggingface"]
     arch_help = "a Hugging Face hub id such as patrickjohncyh/fashion-clip, or a local save_pretrained() folder"
     weights_help = "Write 'weights: pretrained' for the weights of arch,"

@@ -135,6 +135,8 @@ class OpenClipSource:
     package = "open_clip"
     extra = "open_clip"
     default_layer = "embedding"
+    arch_key = "arch"
+    weights_required = True
     extra_keys: tuple[str, ...] = SOURCE_OPTION_KEYS["open_clip"]
     arch_help = "an open_clip model name such as ViT-B-32 (open_clip.list_models())"
     weights_help = (

@@ -75,15 +75,16 @@ def parse_model_spec(spec: Mapping[str, Any] | ModelSpec, *, model_name: str, ch
     reject_unknown_keys(
         spec, SPEC_KEYS + RUN_KEYS + DIAGNOSTIC_KEYS + source.extra_keys, f"model {model_name!r} (source {source_name})"
     )
-    if "arch" not in spec:
-        raise ConfigError(f"model {model_name!r}: missing 'arch' ({source.arch_help})")
-    if "weights" not in spec:
+    # A source may name its model by another key (python: factory) and make weights optional.
+    if source.arch_key not in spec:
+        raise ConfigError(f"model {model_name!r}: missing {source.arch_key!r} ({source.arch_help})")
+    if "weights" not in spec and source.weights_required:
         raise ConfigError(
             f"model {model_name!r}: missing 'weights'. {source.weights_help} Or write 'weights: null' for a "
             "random initialisation (never chosen silently)."
         )
-    arch = source.resolve_arch(spec["arch"], model_name=model_name)
-    weights = source.resolve_weights(arch, spec["weights"], model_name=model_name, check_files=check_files)
+    arch = source.resolve_arch(spec[source.arch_key], model_name=model_name)
+    weights = source.resolve_weights(arch, spec.get("weights"), model_name=model_name, check_files=check_files)
     layer = spec.get("layer")
     if layer is None:
         layer = source.default_layer

@@ -44,6 +44,11 @@ class ModelSource(Protocol):
         The ``layer:`` used when the spec gives none.
     extra_keys : tuple of str
         Spec keys only this source understands.
+    arch_key : str
+        The spec key that names the model (``arch``; ``factory`` for python, ``embeddings`` for
+        precomputed).
+    weights_required : bool
+        Whether the spec must say ``weights:`` (random init is never chosen silently).
     arch_help, weights_help, layer_help : str
         One-line explanations used in error messages.
     """
@@ -53,6 +58,8 @@ class ModelSource(Protocol):
     extra: str | None
     default_layer: str
     extra_keys: tuple[str, ...]
+    arch_key: str
+    weights_required: bool
     arch_help: str
     weights_help: str
     layer_help: str
@@ -116,6 +123,8 @@ SOURCES = {
     "timm": ".timm_source",
     "open_clip": ".open_clip_source",
     "huggingface": ".huggingface_source",
+    "python": ".python_source",
+    "precomputed": ".precomputed_source",
 }
 #: Source name -> (import name, extra) of the optional package it needs.
 SOURCE_PACKAGES: dict[str, tuple[str, str]] = {

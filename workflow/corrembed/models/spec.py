@@ -14,6 +14,8 @@ no source, so every source module can use it; :func:`corrembed.models.parse.pars
 above both this module and the source registry, turns a mapping into a :class:`ModelSpec`.
 Everything downstream (weights step, check step, embed stage, cache identity, summary) takes
 the parsed :class:`ModelSpec`, never the raw mapping.
+``source: python`` names its model by ``factory:`` (weights optional) and ``source: precomputed``
+by ``embeddings:`` (no weights): a source's ``arch_key`` / ``weights_required`` say so.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ SOURCE_OPTION_KEYS: dict[str, tuple[str, ...]] = {
     "timm": (),
     "open_clip": (),
     "huggingface": ("trust_remote_code",),
+    "python": ("factory", "kwargs"),
+    "precomputed": ("embeddings", "ids", "key", "on_missing"),
 }
 #: Keys of a config model entry that change its embeddings (beside the run keys precision and
 #: decoder, which the embed rule passes on their own): what an embed job sees as its spec.

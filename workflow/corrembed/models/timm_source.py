@@ -73,6 +73,8 @@ class TimmSource:
     package = "timm"
     extra = "timm"
     default_layer = "penultimate"
+    arch_key = "arch"
+    weights_required = True
     extra_keys: tuple[str, ...] = SOURCE_OPTION_KEYS["timm"]
     arch_help = "a timm.list_models() name, optionally with a pretrained tag: convnext_tiny.fb_in22k_ft_in1k"
     weights_help = "Write 'weights: pretrained' for the tag's hub weights, a local .safetensors/.pth checkpoint path,"

@@ -156,6 +156,8 @@ class TorchvisionSource:
     package = None
     extra = None
     default_layer = "penultimate"
+    arch_key = "arch"
+    weights_required = True
     extra_keys: tuple[str, ...] = SOURCE_OPTION_KEYS["torchvision"]
     arch_help = "a torchvision model name such as resnet50"
     weights_help = (
