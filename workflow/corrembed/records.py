@@ -2,7 +2,9 @@
 
 - :class:`CatalogueReport`: ``results/catalogue/report.json``, written by ingest;
 - :class:`EmbeddingMeta`: ``results/embeddings/{model}/meta.json``, written by the embed stage;
-- :class:`ScoreRecord`: ``results/scores/{model}/{weighting}.json``, written by the score stage.
+- :class:`ScoreRecord`: ``results/scores/{model}/{weighting}.json``, written by the score stage;
+- :class:`DeploymentVariantRecord`: ``results/deployment/{model}/{variant}.json``, written by the
+  deployment_variant rule (``results/deployment.csv`` carries :data:`DEPLOYMENT_SCHEMA_VERSION`).
 
 Each record is a dataclass defined here once. A file is a JSON object: ``schema_version`` first,
 then the fields in declaration order, then any keys the record does not declare (``extra``,
@@ -443,3 +445,41 @@ class ScoreRecord(_Record):
         if key in self.__dataclass_fields__ and key not in ("extra",):
             return getattr(self, key)
         return self.extra.get(key, default)
+
+
+# ------------------------------------------------------------------------------------------------
+# Deployment study (deployment rules)
+# ------------------------------------------------------------------------------------------------
+
+#: The ``schema_version`` column of ``results/deployment.csv``.
+DEPLOYMENT_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeploymentVariantRecord(_Record):
+    """One scored deployment variant of a model (``results/deployment/{model}/{variant}.json``).
+
+    Attributes:
+        model, variant: what was scored (variant as :func:`corrembed.deployment.parse_variant`
+            spells it); reduction, dims, precision, bytes_per_item: the stored vector;
+        n_items: items scored; retrieval_k: the nDCG cut-off;
+        scores: weighting -> ``{corrembed, ndcg, n_anchors}`` (the per-anchor values are in the
+            ``.parquet`` beside it); settings: the ``deployment:`` and scoring settings used.
+        schema_version, extra: see :class:`_Record`.
+    """
+
+    WHAT: ClassVar[str] = "deployment variant file"
+    STAGE: ClassVar[str] = "the deployment_variant rule for this model and variant"
+
+    model: str
+    variant: str
+    reduction: str
+    dims: int
+    precision: str
+    bytes_per_item: int
+    n_items: int
+    retrieval_k: int
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    settings: dict[str, Any] | None = None
+    schema_version: int = _Record.SCHEMA_VERSION
+    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
