@@ -23,6 +23,7 @@ include: "workflow/rules/score.smk"
 include: "workflow/rules/summary.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/diagnostics.smk"
+include: "workflow/rules/deployment.smk"
 
 
 rule all:
@@ -36,3 +37,4 @@ rule all:
             if config["diagnostics"]["enabled"]
             else []
         ),
+        deployment_outputs().values(),

@@ -131,8 +131,19 @@ def test_fp16_is_close_to_float32():
     x = x.astype(np.float32)
     full = corrembed(x, tags, anchors=200).mean
     half = apply_variant(x, parse_variant("fp16"))
-    assert half.dtype == np.float32 and np.abs(half - x).max() <= np.abs(x).max() * 2.0**-11
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    assert half.dtype == np.float32 and np.abs(half - unit).max() <= 2.0**-11
+    np.testing.assert_array_equal(half, unit.astype(np.float16).astype(np.float32))
     assert abs(corrembed(half, tags, anchors=200).mean - full) < 1e-4
+
+
+def test_fp16_keeps_tiny_raw_features():
+    # Raw random-init MobileNetV3 features are ~1e-9: cast as they are, fp16 makes them all 0.
+    x, tags = catalogue(n=200, d=16)
+    tiny = (x * 1e-9).astype(np.float32)
+    assert not tiny.astype(np.float16).any()
+    half = apply_variant(tiny, parse_variant("fp16"))
+    assert abs(corrembed(half, tags, anchors=100).mean - corrembed(tiny, tags, anchors=100).mean) < 1e-4
 
 
 def test_fewer_dimensions_can_score_higher():
@@ -255,3 +266,23 @@ def test_no_cheaper_configuration_tied_is_a_valid_answer():
     pick = recommend(table, "binary")
     assert not pick.cheaper_tied and pick.cheapest["variant"] == "full" and pick.cheapest["model"] == "a"
     assert pick.sentence().startswith("No cheaper configuration")
+
+
+def test_an_undefined_variant_is_never_tied_nor_recommended():
+    anchors = np.arange(100)
+    r = np.random.default_rng(0).normal(0.3, 0.1, 100)
+    full = VariantScores(parse_variant("full"), 64, 256, anchors, {"binary": r}, {"binary": r}, 10)
+    dead = VariantScores(parse_variant("binary"), 64, 8, anchors, {"binary": np.full(100, np.nan)}, {"binary": r}, 10)
+    table = deployment_table({"m": [full, dead]}, {"m": ModelCost()}, {"m": 10}, resamples=100)
+    row = table.filter(pl.col("variant") == "binary").row(0, named=True)
+    assert np.isnan(row["corrembed"]) and not row["tied_with_best"] and not row["tied_with_full"]
+    assert recommend(table, "binary").cheapest["variant"] == "full"
+
+
+@pytest.mark.parametrize("module", ["variants", "study", "table", "recommend", "stages"])
+def test_documented_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"corrembed.deployment.{module}"))
+    assert result.failed == 0

@@ -464,7 +464,8 @@ class DeploymentVariantRecord(_Record):
             spells it); reduction, dims, precision, bytes_per_item: the stored vector;
         n_items: items scored; retrieval_k: the nDCG cut-off;
         scores: weighting -> ``{corrembed, ndcg, n_anchors}`` (the per-anchor values are in the
-            ``.parquet`` beside it); settings: the ``deployment:`` and scoring settings used.
+            ``.parquet`` beside it); settings: the ``deployment:`` and scoring settings used;
+        skipped: why the variant was not scored (a reduction to at least the model's dimension), else None.
         schema_version, extra: see :class:`_Record`.
     """
 
@@ -481,5 +482,6 @@ class DeploymentVariantRecord(_Record):
     retrieval_k: int
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     settings: dict[str, Any] | None = None
+    skipped: str | None = None
     schema_version: int = _Record.SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)

@@ -38,6 +38,7 @@ wildcard_constraints:
     model="|".join(re.escape(m) for m in MODELS),
     weighting="binary|entropy",
     shard=r"\d{5}-of-\d{5}",
+    variant=r"full|(pca|truncate)\d+(\+(fp16|int8|binary))?|fp16|int8|binary",
 
 
 def canonical(value):
@@ -147,6 +148,7 @@ def diagnostics_report_inputs(wildcards):
         "best_vs_worst.png",
     )
     return {
+        **deployment_outputs(),
         "layers": expand(
             "results/diagnostics/models/{model}/layers.{ext}",
             model=SWEPT_MODELS,
@@ -168,4 +170,59 @@ def diagnostics_report_inputs(wildcards):
             weighting=WEIGHTINGS,
             file=comparison_files,
         ),
+    }
+
+
+# Deployment study (workflow/rules/deployment.smk): the variants every model is scored under.
+DEPLOYMENT_VARIANTS = list(dict.fromkeys(["full", *config["deployment"]["variants"]]))
+
+
+def deployment_enabled():
+    return config["deployment"]["enabled"]
+
+
+def deployment_settings():
+    """What a variant's scores depend on (not the list of variants: adding one reruns no other)."""
+    return canonical(
+        {
+            k: v
+            for k, v in config["deployment"].items()
+            if k not in ("variants", "enabled")
+        }
+    )
+
+
+def deployment_variant_inputs(wildcards):
+    inputs = {
+        "shard": f"results/embeddings/{wildcards.model}/part-00000.parquet",
+        "vectors": expand("results/tags/{weighting}/vectors.npz", weighting=WEIGHTINGS),
+        "per_anchor": expand(
+            "results/scores/{model}/{weighting}.per_anchor.parquet",
+            model=wildcards.model,
+            weighting=WEIGHTINGS,
+        ),
+    }
+    if wildcards.variant.startswith("pca"):
+        inputs["basis"] = f"results/deployment/{wildcards.model}/pca_basis.npz"
+    return inputs
+
+
+def deployment_variant_files():
+    return expand(
+        "results/deployment/{model}/{variant}.{ext}",
+        model=MODELS,
+        variant=DEPLOYMENT_VARIANTS,
+        ext=("parquet", "json"),
+    )
+
+
+def deployment_outputs():
+    """The study's outputs for rule all, the summary and the report (none when it is off)."""
+    if not deployment_enabled():
+        return {}
+    return {
+        "deployment_csv": "results/deployment.csv",
+        "deployment_recommendation": "results/deployment/recommendation.json",
+        "deployment_bytes_figure": "results/deployment/quality_vs_bytes.png",
+        "deployment_speed_figure": "results/deployment/quality_vs_speed.png",
     }

@@ -7,6 +7,7 @@ rule summary:
         ),
         ingest_report="results/catalogue/report.json",
         rankings=diagnostics_rankings(),
+        deployment=deployment_outputs().get("deployment_csv", []),
     output:
         report(
             "results/summary.csv",

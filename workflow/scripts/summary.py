@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the corrembed libra
 
 import polars as pl
 
+from corrembed.deployment.recommend import with_deployment_columns
 from corrembed.diagnostics.comparison import with_rank_columns
 from corrembed.joblog import job_logging
 from corrembed.models import imagenet_acc1_kind, imagenet_metadata, parse_model_spec
@@ -28,5 +29,8 @@ with job_logging(snakemake.log[0], "summary") as log:
     # Ranks and tied sets from the diagnostics' paired comparison (results/diagnostics/comparison/).
     rankings = {Path(p).parent.name: pl.read_csv(p) for p in snakemake.input.get("rankings", [])}
     table = with_rank_columns(table, rankings)
+    # The deployment study's cheapest tied variant per model (results/deployment.csv), when it ran.
+    if snakemake.input.get("deployment"):
+        table = with_deployment_columns(table, pl.read_csv(snakemake.input.deployment))
     log.info("summary:\n%s", table)
     write_table(snakemake.output[0], table)

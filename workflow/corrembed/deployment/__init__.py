@@ -12,8 +12,8 @@ Examples
 --------
 >>> import numpy as np
 >>> from corrembed.deployment import apply_variant, parse_variant
->>> apply_variant(np.array([[1.0, -2.0], [3.0, 4.0]]), parse_variant("fp16")).tolist()
-[[1.0, -2.0], [3.0, 4.0]]
+>>> apply_variant(np.array([[3.0, -4.0], [0.0, 2.0]]), parse_variant("fp16")).tolist()
+[[0.60009765625, -0.7998046875], [0.0, 1.0]]
 """
 
 from .recommend import SUMMARY_DEPLOYMENT_COLUMNS, Recommendation, recommend, with_deployment_columns

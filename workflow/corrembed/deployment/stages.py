@@ -71,8 +71,9 @@ def run_variant(
     scoring: dict,
     table_path,
     record_path,
-) -> VariantScores:
-    """Score one variant of one model on the score's anchors and write its two files.
+) -> VariantScores | None:
+    """Score one variant of one model on the score's anchors and write its two files (None, and a
+    record marked ``skipped``, for a reduction to at least the model's dimension).
 
     vectors, per_anchor: weighting -> the tags stage's vectors.npz / the score's per-anchor
     Parquet; basis: the model's pca_basis.npz (pca variants); settings: the ``deployment:``
@@ -80,6 +81,23 @@ def run_variant(
     """
     spec = parse_variant(variant)
     inputs, matrices = _inputs(shard, vectors, scoring["item_embedding"])
+    n, d = inputs.embeddings.shape
+    if spec.dims is not None and spec.dims >= d:
+        # Not a reduction of this model: recorded as skipped, left out of the study.
+        write_table(table_path, pl.DataFrame(schema=dict.fromkeys(VARIANT_COLUMNS, pl.Float64)))
+        DeploymentVariantRecord(
+            model=model,
+            variant=spec.name,
+            reduction=spec.reduction,
+            dims=d,
+            precision=spec.precision,
+            bytes_per_item=spec.bytes_per_item(d),
+            n_items=n,
+            retrieval_k=settings["retrieval_k"],
+            skipped=f"{spec.dims} dimensions are not fewer than the model's {d}",
+            settings={"deployment": settings, "scoring": scoring},
+        ).write(record_path)
+        return None
     anchor_lists = {w: score_anchors(per_anchor[w], inputs) for w in per_anchor}
     anchors = next(iter(anchor_lists.values()))
     if any(not np.array_equal(a, anchors) for a in anchor_lists.values()):
@@ -105,7 +123,7 @@ def run_variant(
         dims=scores.dims,
         precision=spec.precision,
         bytes_per_item=scores.bytes_per_item,
-        n_items=int(inputs.embeddings.shape[0]),
+        n_items=int(n),
         retrieval_k=scores.retrieval_k,
         scores={
             w: {
@@ -137,7 +155,7 @@ def run_study(
     *,
     variant_files: list[tuple[str, str]],
     metas: dict,
-    metadata: dict,
+    model_specs: dict,
     categories: dict,
     comparison: dict,
     scoring: dict,
@@ -148,17 +166,23 @@ def run_study(
 ) -> pl.DataFrame:
     """Join every scored variant into ``deployment.csv``, the recommendation and the figures.
 
-    variant_files: (table, record) path pairs; metas: model -> meta.json path; metadata: model ->
-    ``{num_params, gflops}`` (the model source's); categories: weighting -> the tags stage's
-    categories.csv (the headline weighting, shown in the figures, is the summary's);
+    variant_files: (table, record) path pairs; metas: model -> meta.json path; model_specs: model ->
+    its config entry (parameters and GFLOPs from the source's metadata, never downloaded);
+    categories: weighting -> the tags stage's categories.csv (the headline weighting, shown in
+    the figures, is the summary's);
     comparison: ``{alpha, correction}`` (the model comparison's); scoring: bootstrap, confidence, seed.
     """
+    from ..models import imagenet_metadata  # the model sources (torch) only where a study runs
+
     scores: dict[str, list[VariantScores]] = {}
     n_items: dict[str, int] = {}
     for table_path, record_path in variant_files:
         record, variant_scores = read_variant(table_path, record_path)
+        if record.skipped:
+            continue
         scores.setdefault(record.model, []).append(variant_scores)
         n_items[record.model] = record.n_items
+    metadata = {m: imagenet_metadata(model_specs[m], model_name=m) for m in scores if m in model_specs}
     costs = {m: ModelCost.of(EmbeddingMeta.read(metas[m]) if m in metas else None, metadata.get(m)) for m in scores}
     table = deployment_table(
         scores,

@@ -145,8 +145,10 @@ def score_variant(
         for w, tags in tag_matrices.items():
             try:
                 per_anchor[w] = corrembed(vectors, tags, opts).per_anchor
-            except ScoringError as err:
-                raise ScoringError(f"{model}, deployment variant {variant.name}, {w} tags: {err}") from err
+            except ScoringError:
+                # No defined anchor: the variant destroyed the similarities (e.g. tiny values that
+                # fp16 flushes to zero). Reported as undefined (NaN), never as tied.
+                per_anchor[w] = np.full(anchors.size, np.nan)
             opts = opts.with_overrides(normalize_in_place=False)  # normalized by the first call
     neighbours = top_k_neighbours(vectors, anchors, k, memory_budget_mb=opts.memory_budget_mb)
     ndcg = {
@@ -188,12 +190,13 @@ def variant_rows(
     rows = []
     for s in scores:
         for w, r in s.per_anchor.items():
-            if not np.isfinite(r).any():
-                raise ScoringError(f"{model}, deployment variant {s.variant.name}, {w} tags: no anchor is defined")
-            low, high = bootstrap_interval(r, resamples, confidence, seed)
-            delta, d_low, d_high, p = paired_difference(
-                r, full.per_anchor[w], resamples=resamples, confidence=confidence, seed=seed
-            )
+            if np.isfinite(r).any():
+                low, high = bootstrap_interval(r, resamples, confidence, seed)
+                delta, d_low, d_high, p = paired_difference(
+                    r, full.per_anchor[w], resamples=resamples, confidence=confidence, seed=seed
+                )
+            else:  # undefined everywhere (see score_variant): no score, no test, never tied
+                low = high = delta = d_low = d_high = p = float("nan")
             nd = s.ndcg[w]
             rows.append(
                 {
@@ -204,7 +207,7 @@ def variant_rows(
                     "precision": s.variant.precision,
                     "bytes_per_item": s.bytes_per_item,
                     "weighting": w,
-                    "corrembed": float(np.nanmean(r)),
+                    "corrembed": float(np.nanmean(r)) if np.isfinite(r).any() else float("nan"),
                     "ci_low": low,
                     "ci_high": high,
                     "ndcg_k": s.retrieval_k,

@@ -108,7 +108,12 @@ def _best_comparison(rows, scores, weighting, resamples, confidence, seed) -> li
     for model, variants in scores.items():
         for s in variants:
             r = s.per_anchor[weighting] if ids is None else _aligned(s, weighting, ids)
-            delta, low, high, p = paired_difference(r, reference, resamples=resamples, confidence=confidence, seed=seed)
+            if np.isfinite(r - reference).any():
+                delta, low, high, p = paired_difference(
+                    r, reference, resamples=resamples, confidence=confidence, seed=seed
+                )
+            else:
+                delta = low = high = p = float("nan")
             out.append(
                 {
                     "model": model,
@@ -127,9 +132,10 @@ def _best_comparison(rows, scores, weighting, resamples, confidence, seed) -> li
 
 def _adjusted(frame: pl.DataFrame, raw: str, skip: pl.Expr, correction: str) -> pl.Series:
     """Adjusted p-values of column ``raw`` over the rows not in ``skip`` (those keep p = 1)."""
-    keep = ~frame.select(skip.alias("s"))["s"].to_numpy()
-    out = np.ones(frame.height)
-    out[keep] = adjust_p(frame[raw].to_numpy()[keep], correction)
+    p = frame[raw].to_numpy()
+    keep = ~frame.select(skip.alias("s"))["s"].to_numpy() & np.isfinite(p)
+    out = np.where(np.isfinite(p), 1.0, np.nan)  # NaN: an undefined variant, never tied
+    out[keep] = adjust_p(p[keep], correction)
     return pl.Series(out)
 
 
@@ -209,8 +215,9 @@ def deployment_table(
     table = table.join(cost_rows, on="model", how="left").with_columns(
         schema_version=pl.lit(DEPLOYMENT_SCHEMA_VERSION),
         index_mib=pl.col("n_items") * pl.col("bytes_per_item") / 2.0**20,
-        tied_with_full=pl.col("p_vs_full") >= alpha,
-        tied_with_best=pl.col("p_vs_best") >= alpha,
+        # Polars orders NaN above every number: an undefined p must not read as tied.
+        tied_with_full=pl.col("p_vs_full").is_not_nan() & (pl.col("p_vs_full") >= alpha),
+        tied_with_best=pl.col("p_vs_best").is_not_nan() & (pl.col("p_vs_best") >= alpha),
         ndcg_at_k=pl.col("ndcg"),
     )
     k = int(rows["ndcg_k"][0])

@@ -10,7 +10,9 @@ reduction and a precision joined by ``+`` (``pca128+int8``). Definitions:
   embeddings: x V_k. With k = d (and n > d) V is a rotation, so every cosine, hence the score,
   equals the full model's.
 - ``truncate<k>``: the first k dimensions (models trained Matryoshka-style).
-- ``fp16``: each value rounded to IEEE half precision.
+- ``fp16``: each vector scaled to unit length (as a cosine index stores it; cosine does not
+  change), then each value rounded to IEEE half precision. Without the scaling, small raw
+  features underflow: a random-init MobileNetV3's (~1e-9) all round to 0.
 - ``int8``: 256 levels between each dimension's catalogue min and max, FAISS's ``QT_8bit``
   scalar quantizer with a min/max range: code = min(255, floor(255 (x - lo) / (hi - lo))),
   decoded lo + (code + 0.5) (hi - lo) / 255; a constant dimension decodes to its value.
@@ -245,14 +247,9 @@ def apply_variant(embeddings, variant: Variant, basis: PcaBasis | None = None, m
     x = x if x.dtype in (np.float32, np.float64) else x.astype(np.float32)
     reduced = reduce_dims(x, variant, basis)
     if variant.precision == "fp16":
-        with np.errstate(over="ignore"):
-            out = reduced.astype(np.float16).astype(x.dtype)
-        if not np.isfinite(out).all():
-            raise ScoringError(
-                f"{model}: some embedding values exceed fp16's range (65504); variant {variant.name} is not usable "
-                "for this model: remove fp16 from deployment.variants"
-            )
-        return out
+        norms = np.linalg.norm(reduced, axis=1, keepdims=True)
+        unit = reduced / np.where(norms > 0, norms, 1.0)
+        return unit.astype(np.float16).astype(x.dtype)
     if variant.precision == "int8":
         lo, hi = int8_range(reduced)
         return int8_decode(int8_encode(reduced, lo, hi), lo, hi, x.dtype)
