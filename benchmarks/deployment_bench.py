@@ -11,7 +11,8 @@ category as entropy weights would) as the workflow scores by default.
 - ``study``: the default deployment study of the same model (config defaults of ``deployment:``):
   the PCA basis (:func:`corrembed.deployment.pca_basis`), every variant through
   :func:`corrembed.deployment.score_variant` on the score's anchors (both weightings per call; the
-  full variant takes the score's per-anchor values, as the rule does) and the deployment table with
+  full variant takes the score's per-anchor values, as the rule does; the ideal DCG of the nDCG,
+  which depends on the tags only, once per weighting) and the deployment table with
   its paired tests (:func:`corrembed.deployment.deployment_table`). Per-part seconds are printed.
 - ``ratio`` = study / score. Each is the best of ``--repeat`` alternating runs (shared machine).
 
@@ -65,6 +66,7 @@ def time_score(x, matrices, options):
 
 def time_study(x, matrices, options, reports, settings):
     from corrembed.deployment import ModelCost, deployment_table, pca_basis, score_variant, variants_for
+    from corrembed.deployment.study import ideal_dcg
 
     parts = {}
     start = time.perf_counter()
@@ -72,7 +74,10 @@ def time_study(x, matrices, options, reports, settings):
     parts["pca_basis"] = time.perf_counter() - start
     first = next(iter(reports.values()))
     anchors = first.anchors
-    full = {w: r.per_anchor for w, r in reports.items()}
+    full = {w: r.per_anchor_pearson for w, r in reports.items()}
+    t0 = time.perf_counter()
+    ideal = {w: ideal_dcg(tags, anchors, settings["retrieval_k"]) for w, tags in matrices.items()}
+    parts["ideal_dcg"] = time.perf_counter() - t0
     scores = []
     for variant in variants_for(settings["variants"], x.shape[1]):
         t0 = time.perf_counter()
@@ -86,6 +91,7 @@ def time_study(x, matrices, options, reports, settings):
                 basis=basis if variant.reduction == "pca" else None,
                 retrieval_k=settings["retrieval_k"],
                 full_per_anchor=full,
+                ideal=ideal,
             )
         )
         parts[variant.name] = time.perf_counter() - t0

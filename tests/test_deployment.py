@@ -286,3 +286,17 @@ def test_documented_examples_run(module):
 
     result = doctest.testmod(importlib.import_module(f"corrembed.deployment.{module}"))
     assert result.failed == 0
+
+
+def test_ndcg_with_a_shared_ideal_equals_the_retrieval_metric():
+    from corrembed.deployment.study import ideal_dcg
+    from corrembed.diagnostics.neighbours import top_k_neighbours
+    from corrembed.diagnostics.retrieval import ndcg_at_k
+
+    x, tags = catalogue(n=150, d=12)
+    anchors = np.arange(0, 150, 5)
+    variant = parse_variant("int8")
+    shared = {"binary": ideal_dcg(tags, anchors, 7)}
+    got = score_variant(x, {"binary": tags}, anchors, variant, retrieval_k=7, ideal=shared).ndcg["binary"]
+    expected = ndcg_at_k(tags, top_k_neighbours(apply_variant(x, variant), anchors, 7), 7)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)

@@ -10,7 +10,8 @@ then joins every model's variants with their costs and tests them:
   the score stage's per-anchor values as they are), its interval
   :func:`corrembed.score.bootstrap_interval`;
 - nDCG@k with the tag similarity as graded gain
-  (:func:`corrembed.diagnostics.retrieval.ndcg_at_k`), the anchors as queries;
+  (as :func:`corrembed.diagnostics.retrieval.ndcg_at_k`; the ideal DCG, which depends on the
+  tags only, can be computed once for all variants: :func:`ideal_dcg`), the anchors as queries;
 - delta_vs_full, delta_vs_best: the paired bootstrap of the model comparison
   (:func:`corrembed.diagnostics.comparison.compare_models`, same draws and p-value), the
   p-values adjusted over all rows of a weighting (its correction, Benjamini-Hochberg by default);
@@ -23,10 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
 from ..diagnostics.comparison import compare_models
-from ..diagnostics.neighbours import top_k_neighbours
-from ..diagnostics.retrieval import ndcg_at_k
+from ..diagnostics.neighbours import Neighbours, top_k_neighbours, unit_rows
+from ..diagnostics.retrieval import discounts
 from ..errors import ScoringError
 from ..score import ScoreOptions, bootstrap_interval, corrembed
 from .variants import PcaBasis, Variant, apply_variant
@@ -86,6 +88,34 @@ class VariantScores:
         return cls(variant, dims, bytes_per_item, anchors, per_anchor, ndcg, retrieval_k, ids)
 
 
+def ideal_dcg(tag_matrix, anchors, k: int, *, memory_budget_mb: float = 256.0) -> np.ndarray:
+    """(q,) IDCG@k of each anchor as query: the discounted sum of its k largest tag cosines with
+    other items (the nDCG denominator of :mod:`corrembed.diagnostics.retrieval`). It depends on
+    the tags and anchors only, so one computation serves every variant of every model.
+
+    Examples
+    --------
+    >>> tags = sp.csr_matrix(np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
+    >>> ideal_dcg(tags, np.array([0]), 2).round(3).tolist()
+    [1.0]
+    """
+    unit = unit_rows(sp.csr_matrix(tag_matrix))
+    ideal = top_k_neighbours(unit, np.asarray(anchors, dtype=np.int64), k, memory_budget_mb=memory_budget_mb)
+    return ideal.similarities @ discounts(k)
+
+
+def _ndcg(tag_matrix, neighbours: Neighbours, idcg: np.ndarray, k: int) -> np.ndarray:
+    """(q,) nDCG@k of the retrieved ``neighbours`` (gain = tag cosine), NaN where IDCG is 0."""
+    unit = sp.csr_matrix(unit_rows(sp.csr_matrix(tag_matrix)))
+    q = neighbours.queries.size
+    left = unit[np.repeat(neighbours.queries, k)]
+    right = unit[neighbours.indices[:, :k].ravel()]
+    gains = np.asarray(left.multiply(right).sum(axis=1)).reshape(q, k)
+    dcg = gains @ discounts(k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1.0), np.nan)
+
+
 def score_variant(
     embeddings,
     tag_matrices: dict,
@@ -98,6 +128,7 @@ def score_variant(
     full_per_anchor: dict | None = None,
     model: str = "model",
     item_ids=None,
+    ideal: dict | None = None,
 ) -> VariantScores:
     """Score one variant of (n, d) ``embeddings`` against each weighting's tag matrix.
 
@@ -113,6 +144,7 @@ def score_variant(
     full_per_anchor : weighting -> (k,) the score stage's r_a, used as they are for ``full``
     model : named in errors
     item_ids : (n,) item ids, to record the anchors' ids
+    ideal : weighting -> (k,) :func:`ideal_dcg` of the anchors (computed when not given)
 
     Returns
     -------
@@ -151,9 +183,10 @@ def score_variant(
                 per_anchor[w] = np.full(anchors.size, np.nan)
             opts = opts.with_overrides(normalize_in_place=False)  # normalized by the first call
     neighbours = top_k_neighbours(vectors, anchors, k, memory_budget_mb=opts.memory_budget_mb)
-    ndcg = {
-        w: ndcg_at_k(tags, neighbours, k, memory_budget_mb=opts.memory_budget_mb) for w, tags in tag_matrices.items()
-    }
+    ndcg = {}
+    for w, tags in tag_matrices.items():
+        idcg = ideal[w] if ideal is not None else ideal_dcg(tags, anchors, k, memory_budget_mb=opts.memory_budget_mb)
+        ndcg[w] = _ndcg(tags, neighbours, idcg, k)
     ids = None if item_ids is None else np.asarray(item_ids, dtype=str)[anchors]
     return VariantScores(variant, variant.stored_dims(d), variant.bytes_per_item(d), anchors, per_anchor, ndcg, k, ids)
 
