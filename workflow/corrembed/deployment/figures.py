@@ -29,11 +29,32 @@ def _label(variant: str) -> str:
     return variant.replace("+", "\n+")
 
 
+def pareto_front(cost, quality):
+    """(m,) bool: the points no other point beats on both axes (no cheaper-or-equal point with a
+    higher quality), NaN quality never on the front.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pareto_front(np.array([1, 2, 3, 4]), np.array([0.5, 0.4, 0.6, 0.6])).tolist()
+    [True, False, True, False]
+    """
+    import numpy as np
+
+    cost, quality = np.asarray(cost, dtype=float), np.asarray(quality, dtype=float)
+    front = np.zeros(cost.size, dtype=bool)
+    best = -np.inf
+    for i in np.lexsort((-quality, cost)):  # cheapest first, better first among equal costs
+        if np.isfinite(quality[i]) and quality[i] > best:
+            front[i], best = True, quality[i]
+    return front
+
+
 def pareto_bytes(path, table: pl.DataFrame, weighting: str, *, recommended: dict | None = None, dpi: int = 100) -> None:
-    """CorrEmbed against bytes per item (log axis): one line per model through its variants
-    (fewest bytes first), the 95 % intervals as bands, the best full embedding's interval as a
-    grey band, the recommendation ringed. Precision-only and PCA variants share a model's line:
-    the loss is not assumed monotone, so the line may rise as bytes fall."""
+    """CorrEmbed against bytes per item (log axis): per model every variant (crosses: beaten by a
+    cheaper one of the same model), a line with its 95 % band through the model's Pareto front
+    (:func:`pareto_front`), the best full embedding's interval as a grey band, the recommendation
+    ringed. No monotone loss is assumed: a cheaper variant may score higher."""
     part = table.filter(pl.col("weighting") == weighting).sort(["model", "bytes_per_item", "variant"])
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=dpi)
     best = part.filter(pl.col("delta_vs_best") == 0.0).filter(pl.col("variant") == "full")
@@ -42,8 +63,16 @@ def pareto_bytes(path, table: pl.DataFrame, weighting: str, *, recommended: dict
         ax.axhspan(row["ci_low"], row["ci_high"], color="0.85", zorder=0, label=f"best ({row['model']} full) 95 % CI")
     for (model,), rows in part.group_by("model", maintain_order=True):
         x, y = rows["bytes_per_item"].to_numpy(), rows["corrembed"].to_numpy()
-        (line,) = ax.plot(x, y, marker="o", label=model)
-        ax.fill_between(x, rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy(), color=line.get_color(), alpha=0.15)
+        front = pareto_front(x, y)
+        (line,) = ax.plot(x[front], y[front], marker="o", label=f"{model} (line: its Pareto front)")
+        ax.scatter(x[~front], y[~front], color=line.get_color(), marker="x", s=25)
+        ax.fill_between(
+            x[front],
+            rows["ci_low"].to_numpy()[front],
+            rows["ci_high"].to_numpy()[front],
+            color=line.get_color(),
+            alpha=0.15,
+        )
         for xi, yi, v, tied in zip(x, y, rows["variant"].to_list(), rows["tied_with_best"].to_list()):
             ax.annotate(
                 _label(v),
