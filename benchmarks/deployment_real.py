@@ -89,6 +89,30 @@ def main() -> None:
         speed_figure=paths["speed_figure"],
     )
     print(f"wrote {paths['csv']}")
+    print(markdown(paths["csv"], "binary"))
+
+
+def markdown(csv_path, weighting: str) -> str:
+    """A Markdown table: per model, full CorrEmbed [CI], then each variant's difference from full
+    (bold: not significant after correction), and the cheapest configuration tied with the best."""
+    import polars as pl
+
+    table = pl.read_csv(csv_path).filter(pl.col("weighting") == weighting)
+    variants = [v for v in dict.fromkeys(table["variant"].to_list()) if v != "full"]
+    lines = [
+        "| model | full [95 % CI] | " + " | ".join(variants) + " |",
+        "|---|---|" + "---|" * len(variants),
+    ]
+    for (model,), rows in table.group_by("model", maintain_order=True):
+        full = rows.filter(pl.col("variant") == "full").row(0, named=True)
+        cells = [f"{full['corrembed']:.3f} [{full['ci_low']:.3f}, {full['ci_high']:.3f}]"]
+        by_variant = {r["variant"]: r for r in rows.iter_rows(named=True)}
+        for v in variants:
+            r = by_variant.get(v)
+            text = "" if r is None else f"{r['delta_vs_full']:+.4f}"
+            cells.append(f"**{text}**" if r is not None and r["tied_with_full"] else text)
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
