@@ -32,6 +32,7 @@ include: "workflow/rules/score.smk"
 include: "workflow/rules/summary.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/diagnostics.smk"
+include: "workflow/rules/deployment.smk"
 
 
 rule all:

@@ -25,7 +25,11 @@ TINY = demo_config(
         "mnv3": random_model("mobilenet_v3_small", 64, 56),
     },
     scoring={"anchors": "all", "bootstrap": 50, "seed": 42},
-) | {"diagnostics": {"queries": 4, "neighbours": 3, "retrieval_k": 5, "collage_grid": 6, "category": "category"}}
+) | {
+    "diagnostics": {"queries": 4, "neighbours": 3, "retrieval_k": 5, "collage_grid": 6, "category": "category"},
+    # The deployment study (its own tests: test_deployment_workflow.py) is not what these claims are about.
+    "deployment": {"enabled": False},
+}
 
 
 def changed(**values) -> dict:

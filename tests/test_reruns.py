@@ -32,8 +32,9 @@ TINY = demo_config(
         "mnv3": random_model("mobilenet_v3_small", 64, 56, layer="penultimate"),
     },
     scoring={"anchors": "all", "bootstrap": 50, "seed": 42},
-    # The diagnostics' own rerun claims are checked in tests/test_diagnostics_workflow.py.
-) | {"diagnostics": {"enabled": False}}
+    # The diagnostics' and the deployment study's own rerun claims are checked in
+    # tests/test_diagnostics_workflow.py and tests/test_deployment_workflow.py.
+) | {"diagnostics": {"enabled": False}, "deployment": {"enabled": False}}
 # Cheap per-model checks that may rerun with their model's embedding (local, seconds).
 MODEL_CHECKS = ("weights", "check_model")
 DOWNSTREAM = {"summary", "plots", "all"}

@@ -47,6 +47,7 @@ wildcard_constraints:
     model="|".join(re.escape(m) for m in MODELS),
     weighting="binary|entropy",
     shard=r"\d{5}-of-\d{5}",
+    variant=r"full|(pca|truncate)\d+(\+(fp16|int8|binary))?|fp16|int8|binary",
 
 
 def canonical(value):
@@ -61,8 +62,8 @@ def canonical(value):
 
 
 def all_targets():
-    """What `snakemake` with no target makes: the summary, the headline plot and, when
-    diagnostics are on, the diagnostics report."""
+    """What `snakemake` with no target makes: the summary, the headline plot and, when they
+    are on, the diagnostics report and the deployment study."""
     targets = [
         "results/summary.csv",
         "results/plots/corrembed_vs_imagenet.png",
@@ -70,7 +71,7 @@ def all_targets():
     ]
     if config["diagnostics"]["enabled"]:
         targets.append("results/diagnostics/report.html")
-    return targets
+    return targets + list(deployment_outputs().values())
 
 
 def is_demo():
@@ -180,6 +181,7 @@ def diagnostics_report_inputs(wildcards):
         "best_vs_worst.png",
     )
     return {
+        **deployment_outputs(),
         "layers": expand(
             "results/diagnostics/models/{model}/layers.{ext}",
             model=SWEPT_MODELS,
@@ -220,3 +222,58 @@ PRECOMPUTED_MODELS = [
 def precomputed_files(wildcards):
     spec = config["models"][wildcards.model]
     return [spec["embeddings"]] + ([spec["ids"]] if spec.get("ids") else [])
+
+
+# Deployment study (workflow/rules/deployment.smk): the variants every model is scored under.
+DEPLOYMENT_VARIANTS = list(dict.fromkeys(["full", *config["deployment"]["variants"]]))
+
+
+def deployment_enabled():
+    return config["deployment"]["enabled"]
+
+
+def deployment_settings():
+    """What a variant's scores depend on (not the list of variants: adding one reruns no other)."""
+    return canonical(
+        {
+            k: v
+            for k, v in config["deployment"].items()
+            if k not in ("variants", "enabled")
+        }
+    )
+
+
+def deployment_variant_inputs(wildcards):
+    inputs = {
+        "shard": f"results/embeddings/{wildcards.model}/part-00000.parquet",
+        "vectors": expand("results/tags/{weighting}/vectors.npz", weighting=WEIGHTINGS),
+        "per_anchor": expand(
+            "results/scores/{model}/{weighting}.per_anchor.parquet",
+            model=wildcards.model,
+            weighting=WEIGHTINGS,
+        ),
+    }
+    if wildcards.variant.startswith("pca"):
+        inputs["basis"] = f"results/deployment/{wildcards.model}/pca_basis.npz"
+    return inputs
+
+
+def deployment_variant_files():
+    return expand(
+        "results/deployment/{model}/{variant}.{ext}",
+        model=MODELS,
+        variant=DEPLOYMENT_VARIANTS,
+        ext=("parquet", "json"),
+    )
+
+
+def deployment_outputs():
+    """The study's outputs for rule all, the summary and the report (none when it is off)."""
+    if not deployment_enabled():
+        return {}
+    return {
+        "deployment_csv": "results/deployment.csv",
+        "deployment_recommendation": "results/deployment/recommendation.json",
+        "deployment_bytes_figure": "results/deployment/quality_vs_bytes.png",
+        "deployment_speed_figure": "results/deployment/quality_vs_speed.png",
+    }

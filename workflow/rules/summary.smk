@@ -8,6 +8,7 @@ rule summary:
         ingest_report="results/catalogue/report.json",
         rankings=diagnostics_rankings(),
         retrieval=diagnostics_retrieval_tables(),
+        deployment=deployment_outputs().get("deployment_csv", []),
     output:
         report(
             "results/summary.csv",

@@ -17,6 +17,7 @@ with job_logging(snakemake.log[0], "summary") as log:
         ingest_report=snakemake.input.ingest_report,
         rankings=snakemake.input.get("rankings", []),
         retrieval=snakemake.input.get("retrieval", []),
+        deployment=snakemake.input.get("deployment") or None,
         models=snakemake.params.models,
         log=log,
     )

@@ -203,15 +203,17 @@ def build_workflow_report(
     root: str | os.PathLike,
     models: list[str],
     weightings: list[str],
+    extra_sections: list[Section] = (),
 ) -> None:
-    """Write the diagnostics report for ``models`` x ``weightings`` (files under ``root``) to ``path``."""
+    """Write the diagnostics report for ``models`` x ``weightings`` (files under ``root``) to ``path``;
+    ``extra_sections`` (e.g. the deployment study's) follow the summary."""
     root = Path(root)
     summary = pl.read_csv(summary_csv)
     headline = (
         set(summary.filter(pl.col("headline"))["weighting"].to_list()) if "headline" in summary.columns else set()
     )
     ordered = sorted(weightings, key=lambda w: w not in headline)
-    sections = [_summary_section(summary, headline_png)]
+    sections = [_summary_section(summary, headline_png), *extra_sections]
     sections += [_weighting_section(root, w, models, w in headline) for w in ordered]
     best_first = pl.read_csv(root / "comparison" / ordered[0] / "ranking.csv")["model"].to_list()
     sections += audit_sections(root)

@@ -20,7 +20,7 @@ jobs (shards) may add segments to one identity at the same time. The cache lives
 embed outputs, so it survives their deletion or rewriting; delete a key's folder to drop it.
 
 Segments carry a checksum in their name and are verified when first read; a damaged one is
-quarantined and its entries are embedded again (:mod:`corrembed.cache_integrity`).
+quarantined and its entries are embedded again (:mod:`corrembed.embed.integrity`).
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class EmbeddingCache:
     ``dim`` is None until a segment exists. :meth:`refresh` re-reads the segment list (other
     jobs may have added segments); lookups see the segments present at the last refresh plus
     those this object wrote. Segments are verified as they are used
-    (:mod:`corrembed.cache_integrity`; ``verify=False`` only for benchmarks): a damaged one is
+    (:mod:`corrembed.embed.integrity`; ``verify=False`` only for benchmarks): a damaged one is
     quarantined and listed in :attr:`quarantined`. A folder that cannot be written (read-only
     cache) is used read-only: new embeddings are kept in memory for this object's lifetime.
     """
@@ -243,7 +243,7 @@ class EmbeddingCache:
             self._index.setdefault(sha, (number, row))
 
     def _set_aside(self, path: Path, reason: str, rows: int | None) -> None:
-        """Quarantine a damaged segment (see :func:`corrembed.cache_integrity.quarantine`)."""
+        """Quarantine a damaged segment (see :func:`corrembed.embed.integrity.quarantine`)."""
         self.quarantined.append(quarantine(path, reason, rows))
 
     def _drop(self, number: int) -> None:
@@ -289,7 +289,7 @@ class EmbeddingCache:
 
         Reads only the row groups (:data:`SEGMENT_ROW_GROUP` rows) that hold them, each once; a
         segment is verified in full the first time it is read. KeyError for a hash not in the
-        cache; :class:`~corrembed.cache_integrity.CacheEntriesLost` when a segment holding some of
+        cache; :class:`~corrembed.embed.integrity.CacheEntriesLost` when a segment holding some of
         them failed verification (quarantined) or vanished: those hashes are then missing.
         """
         if self.dim is None:
@@ -353,7 +353,7 @@ class EmbeddingCache:
         """Write ``(shas, vectors (n, dim))`` as one new segment, atomically, and index it.
 
         The segment is serialised in memory first so that its name can carry the CRC-32 of its
-        bytes (:func:`corrembed.cache_integrity.segment_name`): one rename publishes both.
+        bytes (:func:`corrembed.embed.integrity.segment_name`): one rename publishes both.
         """
         dim = vectors.shape[1]
         table = pa.table(

@@ -41,7 +41,7 @@ def rebuild_hint(path: Path, rule: str, also: tuple[Path, ...] = ()) -> str:
 
 
 def checked_embeddings(shard: str | os.PathLike) -> Embeddings:
-    """:func:`~corrembed.embedding_store.read_embeddings` of a merged embeddings file, after
+    """:func:`~corrembed.embed.store.read_embeddings` of a merged embeddings file, after
     checking it against the ``meta.json`` beside it (rows, dimension, schema version).
 
     Raises

@@ -1,6 +1,6 @@
 """Integrity of the embedding cache: segment checksums, verification and quarantine.
 
-Each segment written by :class:`corrembed.embedding_cache.EmbeddingCache` carries the CRC-32 of
+Each segment written by :class:`corrembed.embed.cache.EmbeddingCache` carries the CRC-32 of
 its file bytes and its row count in its own name
 (``seg-{ns}-{pid}-{uuid8}-r{rows}-c{crc32:08x}.parquet``). The name and
 the bytes are renamed into place together, so the checksum is written in the same atomic step as
@@ -56,7 +56,7 @@ class SegmentDamaged(CorrEmbedError):
 
 
 class CacheEntriesLost(CorrEmbedError):
-    """Entries served by :meth:`~corrembed.embedding_cache.EmbeddingCache.fetch` were found damaged
+    """Entries served by :meth:`~corrembed.embed.cache.EmbeddingCache.fetch` were found damaged
     (or vanished) while reading; they are no longer in the cache and must be embedded again."""
 
 

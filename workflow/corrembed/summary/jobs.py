@@ -10,6 +10,7 @@ from typing import Any
 
 import polars as pl
 
+from ..deployment.recommend import with_deployment_columns
 from ..diagnostics.comparison import with_rank_columns
 from ..diagnostics.retrieval_columns import with_retrieval_columns
 from ..models import imagenet_acc1_kind, imagenet_metadata, parse_model_spec
@@ -27,6 +28,7 @@ def summary_job(
     ingest_report: str | os.PathLike,
     rankings: Sequence[str | os.PathLike],
     retrieval: Sequence[str | os.PathLike] = (),
+    deployment: str | os.PathLike | None = None,
     models: Mapping[str, Any],
     log: logging.Logger,
 ) -> pl.DataFrame:
@@ -36,7 +38,8 @@ def summary_job(
     weighting's ``categories.csv`` (its folder names the weighting); ``ingest_report``: ingest's
     ``report.json`` (rows set aside, by kind); ``rankings``: the diagnostics' paired-comparison
     rankings (one per weighting, may be empty); ``retrieval``: the diagnostics'
-    per-model retrieval tables (may be empty: the retrieval columns stay empty); ``models``: the config's model entries.
+    per-model retrieval tables (may be empty: the retrieval columns stay empty); ``deployment``:
+    ``results/deployment.csv`` when the study ran (the recommendation columns); ``models``: the config's model entries.
     """
     sources = {Path(p).parent.name: weight_source(pl.read_csv(p)) for p in categories}
     specs = {name: parse_model_spec(spec, model_name=name) for name, spec in models.items()}
@@ -50,6 +53,9 @@ def summary_job(
     table = with_rank_columns(table, {Path(p).parent.name: pl.read_csv(p) for p in rankings})
     # Retrieval columns from results/diagnostics/models/{model}/{weighting}.retrieval.csv.
     table = with_retrieval_columns(table, [pl.read_csv(p) for p in retrieval])
+    # The deployment study's cheapest tied variant per model (results/deployment.csv), when it ran.
+    if deployment:
+        table = with_deployment_columns(table, pl.read_csv(deployment))
     log.info("summary:\n%s", table)
     write_table(out_path, table)
     return table
