@@ -111,36 +111,45 @@ def embed_shard(
         decoder=decoder,
         settings=settings,
     )
-    cache = job.caches[spec.layer]
-    timings, embedded = ForwardTimings(), 0
-    # Embed, then read the shard back from the cache; a segment found damaged while reading is
-    # quarantined (its entries are missing again), so the next round embeds exactly those.
-    for _round in range(MAX_CACHE_ROUNDS):
-        say(
-            f"{label}: rows {start}-{stop} of {images.height}: {len(job.shas) - len(job.missing)} image(s) "
-            f"cached, {len(job.missing)} distinct to embed (cache {cache.directory})"
-        )
-        timings += job.run(
-            lambda lacking, target=job.target: extractor_on_device(spec, torch_home, target, settings, hf_home),
-            say=say,
-            label=label,
-        )
-        embedded += len(job.missing)
-        dim = cache.dim if cache.dim is not None else 0  # 0: an empty shard of an empty cache
-        try:
-            _write_shard(job, shard_path, dim, timings.set_aside)
-            break
-        except CacheEntriesLost as lost:
-            say(f"{label}: {lost}")
-            job = job.refreshed(skip={record["sha256"] for record in timings.set_aside})  # tried once is enough
-    else:
-        raise CorrEmbedError(f"{label}: cache {cache.directory} kept losing segments while read; check the disk")
-
+    job, timings, embedded, dim = _embed_and_write(
+        job,
+        shard_path,
+        lambda lacking, target: extractor_on_device(spec, torch_home, target, settings, hf_home),
+        where=f"rows {start}-{stop} of {images.height}",
+        say=say,
+        label=label,
+    )
     meta = _shard_meta(
         job, timings, dim=dim, n_embedded=embedded, shard={"index": index, "count": count, "start": start, "stop": stop}
     )
     meta.write(meta_path)
     return meta.to_dict()
+
+
+def _embed_and_write(job: EmbedJob, shard_path: Path, build_forward, *, where: str, say, label: str):
+    """Embed what the cache lacks, then write the shard read back from the cache.
+
+    A segment found damaged while reading is quarantined (its entries are missing again), so the
+    next round embeds exactly those. Returns the job as last looked up, the timings and count of
+    images embedded over every round, and the dimension.
+    """
+    cache = job.caches[job.spec.layer]
+    timings, embedded = ForwardTimings(), 0
+    for _round in range(MAX_CACHE_ROUNDS):
+        say(
+            f"{label}: {where}: {len(job.shas) - len(job.missing)} image(s) cached, "
+            f"{len(job.missing)} distinct to embed (cache {cache.directory})"
+        )
+        timings += job.run(lambda lacking, target=job.target: build_forward(lacking, target), say=say, label=label)
+        embedded += len(job.missing)
+        dim = cache.dim if cache.dim is not None else 0  # 0: an empty shard of an empty cache
+        try:
+            _write_shard(job, shard_path, dim, timings.set_aside)
+            return job, timings, embedded, dim
+        except CacheEntriesLost as lost:
+            say(f"{label}: {lost}")
+            job = job.refreshed(skip={record["sha256"] for record in timings.set_aside})  # tried once is enough
+    raise CorrEmbedError(f"{label}: cache {cache.directory} kept losing segments while read; check the disk")
 
 
 def _write_shard(job: EmbedJob, shard_path: Path, dim: int, set_aside: list[dict]) -> None:

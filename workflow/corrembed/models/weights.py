@@ -44,20 +44,11 @@ def ensure_weights(
     """Make sure the spec's weights are available locally; return a record of them.
 
     This is the only place that downloads (the workflow's ``weights`` step, on the login node).
-
-    - torchvision enum: the cache file must be present (size > 0; with ``check_hash`` also the
-      sha256 prefix in its name, torch.hub's check) or is downloaded (``timeout`` seconds per
-      network operation, hash prefix verified, written atomically). Failure (offline, blocked,
-      ``allow_download=False``, bad hash) raises :class:`WeightsUnavailableError` naming the
-      model, the enum, the file, the URL and the folder, and how to work offline.
-    - hub weights of the other sources (``weights: pretrained``, an open_clip tag or
-      ``hf-hub:``, a Hugging Face id): the source's ``fetch`` loads them from ``torch_home`` /
-      ``hf_home`` (default ``{torch_home}/huggingface``) or downloads them there; when the hub
-      is unreachable it stops within about ``timeout`` seconds naming the model, what is
-      missing and how to fill the cache.
-    - checkpoint: the file (or folder) must exist (WeightsUnavailableError otherwise); its
-      sha256 is recorded (a folder's: over its files' names and hashes).
-    - random init: nothing to fetch.
+    Weights of a source's own kind (torchvision enums, hub tags) go through the source's
+    ``fetch`` (see :mod:`corrembed.models.hub`): cached files are used, missing ones downloaded
+    (``timeout`` seconds per network operation, hashes checked, written atomically), or
+    :class:`WeightsUnavailableError` names the model, the file and how to work offline. A
+    checkpoint must exist and its sha256 is recorded; random init needs nothing.
 
     Parameters
     ----------
