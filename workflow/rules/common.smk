@@ -2,14 +2,23 @@
 
 import re
 
-# A torchvision model's layer defaults to penultimate here, not in the schema (other sources
-# have other defaults); the source key is dropped when it names the default. Every rule then
-# sees the params it saw before sources existed, written out or not: nothing reruns.
-for _spec in config["models"].values():
-    if _spec.get("source", "torchvision") == "torchvision":
-        _spec.pop("source", None)
-        _spec.setdefault("layer", "penultimate")
-MODELS = list(config["models"])
+
+def rule_model_spec(spec):
+    """A model's config entry as every rule sees it (a copy; the config is never edited).
+
+    A torchvision model's layer defaults to penultimate here, not in the schema (other sources
+    have other defaults); the source key is dropped when it names the default. Every rule then
+    sees the params it saw before sources existed, written out or not: nothing reruns.
+    """
+    spec = dict(spec)
+    if spec.get("source", "torchvision") == "torchvision":
+        spec.pop("source", None)
+        spec.setdefault("layer", "penultimate")
+    return spec
+
+
+MODEL_SPECS = {name: rule_model_spec(spec) for name, spec in config["models"].items()}
+MODELS = list(MODEL_SPECS)
 WEIGHTINGS = list(config["tags"]["weightings"])
 DEMO = "results/demo"
 # Model keys that change the embedding; everything else (batch size, device, ImageNet
@@ -40,7 +49,7 @@ EMBED_RESOURCES = {
     for key in ("gpu", "gpu_model", "gres", "mem_mb", "runtime", "cpus_per_gpu")
 }
 # Models with a layer sweep (`layers:`): they get results/diagnostics/models/{model}/layers.*.
-SWEPT_MODELS = [m for m in MODELS if config["models"][m].get("layers")]
+SWEPT_MODELS = [m for m in MODELS if MODEL_SPECS[m].get("layers")]
 
 
 wildcard_constraints:
@@ -111,20 +120,18 @@ def tag_settings():
 
 def embedding_spec(wildcards):
     """The model's embedding-relevant keys (the library parses this mapping once per job)."""
-    spec = config["models"][wildcards.model]
+    spec = MODEL_SPECS[wildcards.model]
     return canonical({key: spec[key] for key in EMBEDDING_KEYS if key in spec})
 
 
 def sweep_layers(wildcards):
     """The model's layer sweep entries (config `layers:`)."""
-    return list(config["models"][wildcards.model]["layers"])
+    return list(MODEL_SPECS[wildcards.model]["layers"])
 
 
 def embedding_setting(key):
     """A model's own precision/decoder, else the run-wide embed default (both re-embed)."""
-    return lambda wildcards: config["models"][wildcards.model].get(
-        key, config["embed"][key]
-    )
+    return lambda wildcards: MODEL_SPECS[wildcards.model].get(key, config["embed"][key])
 
 
 def embedding_shard_files(wildcards):
@@ -215,12 +222,12 @@ def diagnostics_report_inputs(wildcards):
 
 # Models with source: precomputed (rules/precomputed.smk reads their files instead of embedding).
 PRECOMPUTED_MODELS = [
-    m for m in MODELS if config["models"][m].get("source") == "precomputed"
+    m for m in MODELS if MODEL_SPECS[m].get("source") == "precomputed"
 ]
 
 
 def precomputed_files(wildcards):
-    spec = config["models"][wildcards.model]
+    spec = MODEL_SPECS[wildcards.model]
     return [spec["embeddings"]] + ([spec["ids"]] if spec.get("ids") else [])
 
 

@@ -59,7 +59,7 @@ rule deployment:
     conda:
         "../../envs/corrembed.yaml"
     params:
-        models=canonical(config["models"]),
+        models=canonical(MODEL_SPECS),
         comparison=canonical(config["diagnostics"]["comparison"]),
         scoring=canonical(config["scoring"]),
     script:

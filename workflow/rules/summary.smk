@@ -21,6 +21,6 @@ rule summary:
     conda:
         "../../envs/corrembed.yaml"
     params:
-        models=canonical(config["models"]),
+        models=canonical(MODEL_SPECS),
     script:
         "../scripts/summary.py"

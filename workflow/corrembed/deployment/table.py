@@ -139,6 +139,35 @@ def _adjusted(frame: pl.DataFrame, raw: str, skip: pl.Expr, correction: str) -> 
     return pl.Series(out)
 
 
+def _cost_rows(costs: dict[str, ModelCost], n_items: dict[str, int]) -> pl.DataFrame:
+    """One row per model: items scored, measured throughput and device, parameters and GFLOPs."""
+    return pl.DataFrame(
+        [
+            {
+                "model": m,
+                "n_items": int(n_items[m]),
+                "images_per_second": c.images_per_second,
+                "device": c.device,
+                "device_name": c.device_name,
+                "embed_precision": c.precision,
+                "num_params": None if c.num_params is None else float(c.num_params),
+                "gflops": None if c.gflops is None else float(c.gflops),
+            }
+            for m, c in costs.items()
+        ],
+        schema={
+            "model": pl.String,
+            "n_items": pl.Int64,
+            "images_per_second": pl.Float64,
+            "device": pl.String,
+            "device_name": pl.String,
+            "embed_precision": pl.String,
+            "num_params": pl.Float64,
+            "gflops": pl.Float64,
+        },
+    )
+
+
 def deployment_table(
     scores: dict[str, list[VariantScores]],
     costs: dict[str, ModelCost],
@@ -187,31 +216,7 @@ def deployment_table(
         )
         parts.append(part)
     table = pl.concat(parts)
-    cost_rows = pl.DataFrame(
-        [
-            {
-                "model": m,
-                "n_items": int(n_items[m]),
-                "images_per_second": c.images_per_second,
-                "device": c.device,
-                "device_name": c.device_name,
-                "embed_precision": c.precision,
-                "num_params": None if c.num_params is None else float(c.num_params),
-                "gflops": None if c.gflops is None else float(c.gflops),
-            }
-            for m, c in costs.items()
-        ],
-        schema={
-            "model": pl.String,
-            "n_items": pl.Int64,
-            "images_per_second": pl.Float64,
-            "device": pl.String,
-            "device_name": pl.String,
-            "embed_precision": pl.String,
-            "num_params": pl.Float64,
-            "gflops": pl.Float64,
-        },
-    )
+    cost_rows = _cost_rows(costs, n_items)
     table = table.join(cost_rows, on="model", how="left").with_columns(
         schema_version=pl.lit(DEPLOYMENT_SCHEMA_VERSION),
         index_mib=pl.col("n_items") * pl.col("bytes_per_item") / 2.0**20,

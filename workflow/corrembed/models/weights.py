@@ -53,8 +53,7 @@ def ensure_weights(
     Parameters
     ----------
     spec : ModelSpec or mapping
-        The model; a config mapping is parsed here (a missing checkpoint is then reported as
-        unavailable weights, not as a config error).
+        The model (a mapping is parsed here: a missing checkpoint is unavailable weights).
     torch_home : path
         The weights cache root.
     model_name : str
