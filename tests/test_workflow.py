@@ -12,6 +12,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from corrembed.deployment.recommend import SUMMARY_DEPLOYMENT_COLUMNS
 from corrembed.summary.table import SUMMARY_COLUMNS
 from workflow_runner import check, demo_config, random_model, snakemake, write_config
 
@@ -42,7 +43,8 @@ def test_all_outputs_exist_with_documented_columns(tiny_run):
     directory, _ = tiny_run
     results = directory / "results"
     summary = pl.read_csv(results / "summary.csv")
-    assert tuple(summary.columns) == SUMMARY_COLUMNS
+    # The deployment study is on by default: its recommendation columns follow the documented ones.
+    assert tuple(summary.columns) == SUMMARY_COLUMNS + SUMMARY_DEPLOYMENT_COLUMNS
     assert summary.height == 4  # 2 models x 2 weightings
     assert set(summary["weighting"]) == {"binary", "entropy"}
     assert summary.filter(pl.col("headline"))["weighting"].unique().to_list() == ["entropy"]
